@@ -1,0 +1,89 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The compressed page store: a RAM tier of compressed objects in front of a
+ * swap file written and read with io_uring.
+ *
+ * Contract with the rest of upager (evict.c, fault.c, snapshot.c):
+ *  - A handle is a nonzero 48-bit number naming one stored page.  It stays
+ *    valid, wherever the store moves the object (RAM tier -> disk,
+ *    compaction), until its last reference is dropped with store_free().
+ *  - All-zero pages are never given to the store: callers detect them
+ *    (store_page_is_zero) and keep them as ZERO entries in the page table.
+ *  - Every function may be called from several threads at once (handler
+ *    threads call store_get, the evictor calls store_put, any thread may call
+ *    store_free).  The store never touches memory other than its own and the
+ *    buffers passed in, and never calls the process's malloc (which may be
+ *    managed by upager in preload mode): its memory comes from mem.h.
+ *  - Buffers passed in are plain memory that cannot fault into upager
+ *    (bounce buffers, or present write-protected pages).
+ */
+#ifndef UPAGER_STORE_H
+#define UPAGER_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_HANDLE_BITS 48
+#define STORE_HANDLE_MAX ((UINT64_C(1) << STORE_HANDLE_BITS) - 1)
+
+struct store;
+
+struct store_config {
+	int codec;		/* enum upg_codec */
+	uint64_t ram_limit;	/* bytes the RAM tier may hold before objects go
+				 * to disk; 0 = no RAM tier (straight to disk) */
+	const char *swap_dir;	/* directory for the O_TMPFILE swap file */
+	uint64_t swap_size;	/* bound of the swap file in bytes */
+};
+
+struct store_stats {
+	uint64_t objects;	/* live handles */
+	uint64_t bytes_in;	/* page bytes put (cumulative) */
+	uint64_t bytes_stored;	/* compressed bytes put (cumulative) */
+	uint64_t raw_pages;	/* pages stored raw (did not compress) */
+	uint64_t ram_bytes;	/* compressed bytes held in the RAM tier now */
+	uint64_t disk_bytes;	/* live compressed bytes on disk now */
+	uint64_t file_bytes;	/* size of the swap file now */
+	uint64_t reads_ram, reads_disk;
+	uint64_t compactions;
+	uint64_t io_errors, checksum_errors;
+};
+
+/* Create a store.  -EINVAL bad config, -ENOENT/-EACCES swap_dir,
+ * -EOPNOTSUPP no O_TMPFILE there, -ENOMEM. */
+int store_create(const struct store_config *cfg, struct store **out);
+void store_destroy(struct store *st);
+
+/* True if the 4 KiB page is all zeros (fast, word-at-a-time). */
+bool store_page_is_zero(const void *page);
+
+/* Store one 4 KiB page; sets *handle.  -ENOSPC when both tiers are full. */
+int store_put(struct store *st, const void *page, uint64_t *handle);
+
+/* Read the page of `handle` into the 4 KiB buffer `page`.  Sets *from_disk
+ * (may be NULL) to whether it needed a read from the swap file.
+ * -EIO on an I/O error, -EBADMSG on a checksum mismatch (the page is lost:
+ * the caller poisons it), -EINVAL for a bad handle. */
+int store_get(struct store *st, uint64_t handle, void *page, bool *from_disk);
+
+/* Take one more reference to a handle (snapshots share stored pages). */
+void store_ref(struct store *st, uint64_t handle);
+/* Drop one reference; the object's space is reclaimed with the last one. */
+void store_free(struct store *st, uint64_t handle);
+
+void store_get_stats(struct store *st, struct store_stats *out);
+
+/* Test hooks (used by tests only). */
+enum store_fault_inject {
+	STORE_INJECT_NONE = 0,
+	STORE_INJECT_READ_EIO,	/* the next disk read completes with -EIO */
+	STORE_INJECT_WRITE_EIO,	/* the next disk write completes with -EIO */
+};
+void store_inject(struct store *st, enum store_fault_inject what);
+/* Flip one byte of the stored object (wherever it lives). -EINVAL if none. */
+int store_corrupt(struct store *st, uint64_t handle);
+/* Push every RAM-tier object to disk now (so tests can exercise disk reads). */
+int store_flush(struct store *st);
+
+#endif
