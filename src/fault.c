@@ -1,0 +1,418 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Fault handling: handler threads read batches of uffd messages and resolve
+ * each one from the software page table.
+ *
+ * Rules every path here keeps: a handler never touches managed memory (its
+ * stack, buffers and the zero source are upager's own), never calls the
+ * process's malloc, and never waits on anything an application thread may
+ * hold.  A page whose entry is BUSY (another handler or the evictor owns
+ * it) is put aside and retried after the rest of the batch.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mem.h"
+#include "runtime.h"
+#include "uffd.h"
+#include "util.h"
+
+#define BATCH 64
+
+struct fault {
+	struct uffd_msg msg;
+	uint64_t t0;		/* when the handler read the message */
+};
+
+struct handler {
+	struct upg_runtime *rt;
+	pthread_t thread;
+	/* Messages whose page was BUSY, retried after the batch. */
+	struct fault deferred[BATCH * 2];
+	unsigned ndeferred;
+	struct uffd_msg msgs[BATCH];
+};
+
+void fault_account(struct upg_runtime *rt, struct upg_region *r, int kind,
+		   uint64_t ns)
+{
+	counter_add(&rt->ctr.faults[kind], 1);
+	if (r)
+		counter_add(&r->ctr.faults[kind], 1);
+	hist_record(&rt->hist[kind], ns);
+}
+
+static void add_resident(struct upg_region *r, int64_t n)
+{
+	atomic_fetch_add_explicit(&r->ctr.pages_resident, n,
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&r->rt->ctr.pages_resident, n,
+				  memory_order_relaxed);
+}
+
+static void add_count(struct upg_region *r, size_t off, uint64_t n)
+{
+	counter_add((_Atomic uint64_t *)((char *)&r->ctr + off), n);
+	counter_add((_Atomic uint64_t *)((char *)&r->rt->ctr + off), n);
+}
+
+#define COUNT(r, field, n) add_count(r, offsetof(struct counters, field), n)
+
+static void *page_addr(const struct upg_region *r, uint64_t idx)
+{
+	return (void *)(r->start + (idx << PAGE_SHIFT));
+}
+
+/*
+ * The window a fault at idx works on: grows (doubling up to max) while
+ * faults come in order, falls back to `base` otherwise.  Racy by design
+ * between handlers: it is a hint, not state.
+ */
+static uint32_t seq_window(struct seq_state *s, uint64_t idx, uint32_t base,
+			   uint32_t max, bool *sequential)
+{
+	uint32_t w = atomic_load_explicit(&s->window, memory_order_relaxed);
+
+	*sequential = idx == atomic_load_explicit(&s->next,
+						  memory_order_relaxed);
+	w = *sequential ? MIN(MAX(w, base) * 2, max) : base;
+	atomic_store_explicit(&s->window, w, memory_order_relaxed);
+	return w;
+}
+
+static void seq_advance(struct seq_state *s, uint64_t next)
+{
+	atomic_store_explicit(&s->next, next, memory_order_relaxed);
+}
+
+/* Lock the EMPTY entries of [lo, hi) that nobody holds; returns a bitmap
+ * of what it locked (bit i for page lo + i; hi - lo <= 64 * nwords). */
+static void lock_empty(struct upg_region *r, uint64_t lo, uint64_t hi,
+		       uint64_t skip, uint64_t *locked)
+{
+	for (uint64_t i = lo; i < hi; i++) {
+		_Atomic pte_t *e;
+		pte_t old;
+
+		if (i == skip)
+			continue;
+		e = pt_entry(&r->pt, i, true);
+		if (!e || !pte_trylock(e, &old))
+			continue;
+		if (pte_state(old) != PTE_EMPTY) {
+			pte_unlock(e, old);
+			continue;
+		}
+		locked[(i - lo) / 64] |= UINT64_C(1) << ((i - lo) % 64);
+	}
+}
+
+static bool is_locked(const uint64_t *locked, uint64_t bit)
+{
+	return locked[bit / 64] & (UINT64_C(1) << (bit % 64));
+}
+
+/* Release [lo, lo + n) (entries known to exist) with the value `val`. */
+static void unlock_run(struct upg_region *r, uint64_t lo, uint64_t n, pte_t val)
+{
+	for (uint64_t i = lo; i < lo + n; i++)
+		pte_unlock(pt_entry(&r->pt, i, false), val);
+}
+
+/*
+ * A read of a never-touched page: map the zero page over it and the
+ * never-touched pages of its window, one UFFDIO_ZEROPAGE per run.  The zero
+ * page costs no memory; a later write is a cheap in-kernel copy.
+ */
+static int zero_read(struct upg_region *r, uint64_t idx)
+{
+	struct upg_runtime *rt = r->rt;
+	uint64_t locked[ZERO_MAX_PAGES / 64] = { 0 };
+	uint32_t base = rt->opts.fault_around, w;
+	uint64_t lo, hi, mapped = 0;
+	bool seq;
+	int err = 0;
+
+	w = seq_window(&r->seq_read, idx, base, ZERO_MAX_PAGES, &seq);
+	lo = seq ? idx : idx - idx % w;
+	hi = MIN(lo + w, r->npages);
+	lock_empty(r, lo, hi, idx, locked);
+	locked[(idx - lo) / 64] |= UINT64_C(1) << ((idx - lo) % 64);
+	for (uint64_t i = lo; i < hi;) {
+		uint64_t run = 0;
+		int rc;
+
+		while (i + run < hi && is_locked(locked, i + run - lo))
+			run++;
+		if (run == 0) {
+			i++;
+			continue;
+		}
+		rc = uffd_zeropage(rt->uffd, page_addr(r, i), run << PAGE_SHIFT);
+		if (rc < 0 && rc != -EEXIST) {
+			/* The range is gone (ENOENT) or the process is
+			 * exiting: leave these pages untouched. */
+			unlock_run(r, i, run, PTE_EMPTY);
+			err = rc;
+		} else {
+			unlock_run(r, i, run, pte_make(PTE_ZERO, 0, 0));
+			mapped += run;
+		}
+		i += run;
+	}
+	seq_advance(&r->seq_read, hi);
+	COUNT(r, pages_zero_mapped, mapped);
+	return err;
+}
+
+/*
+ * A write to a never-touched page: install zeroed pages with UFFDIO_COPY
+ * (the write then needs no second, copy-on-write fault).  A sequential
+ * writer gets a growing run of the following never-touched pages too.
+ */
+static int zero_write(struct upg_region *r, uint64_t idx)
+{
+	struct upg_runtime *rt = r->rt;
+	uint64_t n = 1, locked[1] = { 0 };
+	uint32_t w;
+	bool seq;
+	int rc;
+
+	w = seq_window(&r->seq_write, idx, 1, FILL_MAX_PAGES, &seq);
+	if (w > 1) {
+		uint64_t hi = MIN(idx + w, r->npages);
+
+		lock_empty(r, idx + 1, hi, UINT64_MAX, locked);
+		/* Only the run that follows idx without a gap. */
+		while (idx + n < hi && is_locked(locked, n - 1))
+			n++;
+		for (uint64_t i = idx + n; i < hi; i++)
+			if (is_locked(locked, i - idx - 1))
+				pte_unlock(pt_entry(&r->pt, i, false),
+					   PTE_EMPTY);
+	}
+	rc = uffd_copy(rt->uffd, page_addr(r, idx), rt->zero_src,
+		       n << PAGE_SHIFT, false);
+	if (rc < 0 && rc != -EEXIST) {
+		unlock_run(r, idx, n, PTE_EMPTY);
+		return rc;
+	}
+	seq_advance(&r->seq_write, idx + n);
+	add_resident(r, (int64_t)n);
+	COUNT(r, pages_filled, n);
+	unlock_run(r, idx, n, pte_make(PTE_RESIDENT, PTE_DIRTY, 0));
+	return 0;
+}
+
+/*
+ * A missing fault on a page we believe is mapped (ZERO or RESIDENT): most
+ * often a second thread's fault on a page already installed (the install
+ * gets EEXIST and wakes it).  Otherwise the application dropped the page
+ * itself (MADV_DONTNEED), whose contents are then zeros, as the kernel
+ * would give.
+ */
+static int remap(struct upg_region *r, uint64_t idx, pte_t old, bool write)
+{
+	struct upg_runtime *rt = r->rt;
+	int rc;
+
+	if (write || pte_state(old) == PTE_RESIDENT)
+		rc = uffd_copy(rt->uffd, page_addr(r, idx), rt->zero_src,
+			       PAGE_SIZE, false);
+	else
+		rc = uffd_zeropage(rt->uffd, page_addr(r, idx), PAGE_SIZE);
+	if (rc == -EEXIST)
+		COUNT(r, faults_spurious, 1);
+	return rc;
+}
+
+enum resolve_result { RESOLVED, DEFER };
+
+static enum resolve_result resolve(struct upg_region *r, const struct fault *f)
+{
+	struct upg_runtime *rt = r->rt;
+	uintptr_t addr = page_align_down(f->msg.arg.pagefault.address);
+	uint64_t flags = f->msg.arg.pagefault.flags;
+	bool write = flags & UFFD_PAGEFAULT_FLAG_WRITE;
+	uint64_t idx = (addr - r->start) >> PAGE_SHIFT;
+	_Atomic pte_t *e;
+	pte_t old;
+	int kind, rc = 0;
+
+	if (flags & UFFD_PAGEFAULT_FLAG_WP) {
+		/* No snapshot is taking pages yet: just let the write in. */
+		rc = uffd_writeprotect(rt->uffd, (void *)addr, PAGE_SIZE,
+				       false, false);
+		kind = UPG_FAULT_WP;
+		goto out;
+	}
+	e = pt_entry(&r->pt, idx, true);
+	if (!e || !pte_trylock(e, &old))
+		return DEFER;	/* no memory for a leaf yet, or BUSY */
+	switch (pte_state(old)) {
+	case PTE_EMPTY:
+		kind = write ? UPG_FAULT_ZERO_WRITE : UPG_FAULT_ZERO_READ;
+		rc = write ? zero_write(r, idx) : zero_read(r, idx);
+		break;
+	case PTE_ZERO:
+	case PTE_RESIDENT:
+		kind = write ? UPG_FAULT_ZERO_WRITE : UPG_FAULT_ZERO_READ;
+		rc = remap(r, idx, old, write);
+		if (rc == 0 && pte_state(old) == PTE_ZERO && write) {
+			old = pte_make(PTE_RESIDENT, PTE_DIRTY, 0);
+			add_resident(r, 1);
+		}
+		pte_unlock(e, old);
+		break;
+	default:
+		/* POISONED, or a state this build cannot serve: the thread
+		 * gets SIGBUS, never wrong data. */
+		pte_unlock(e, pte_with_state(old, PTE_POISONED));
+		rc = uffd_poison(rt->uffd, (void *)addr, PAGE_SIZE);
+		COUNT(r, poisoned, 1);
+		kind = write ? UPG_FAULT_ZERO_WRITE : UPG_FAULT_ZERO_READ;
+		break;
+	}
+out:
+	if (rc < 0 && rc != -EEXIST)
+		log_debug("fault at %p not resolved: %s", (void *)addr,
+			  strerror(-rc));
+	fault_account(rt, r, kind, now_ns() - f->t0);
+	return RESOLVED;
+}
+
+static void defer(struct handler *h, const struct fault *f)
+{
+	if (h->ndeferred < ARRAY_SIZE(h->deferred)) {
+		h->deferred[h->ndeferred++] = *f;
+		return;
+	}
+	/* Too many at once: the thread will fault again when woken, and the
+	 * owner of the BUSY entry wakes the page when it is done. */
+	uffd_wake(h->rt->uffd, (void *)page_align_down(
+				       f->msg.arg.pagefault.address),
+		  PAGE_SIZE);
+}
+
+/* Returns false when this handler was told to stop. */
+static bool handle(struct handler *h, const struct fault *f)
+{
+	struct upg_runtime *rt = h->rt;
+	uintptr_t addr = f->msg.arg.pagefault.address;
+	struct upg_region *r;
+
+	if (f->msg.event != UFFD_EVENT_PAGEFAULT)
+		return true;
+	if (page_align_down(addr) == (uintptr_t)rt->doorbell) {
+		uffd_zeropage(rt->uffd, rt->doorbell, PAGE_SIZE);
+		return !atomic_load(&rt->stopping);
+	}
+	r = region_lookup(rt, addr);
+	if (!r) {
+		/* The region is being destroyed: unregistering it wakes the
+		 * thread, which then faults as on ordinary memory. */
+		uffd_wake(rt->uffd, (void *)page_align_down(addr), PAGE_SIZE);
+		return true;
+	}
+	if (resolve(r, f) == DEFER)
+		defer(h, f);
+	return true;
+}
+
+static bool retry_deferred(struct handler *h)
+{
+	unsigned n = h->ndeferred;
+	struct fault again[ARRAY_SIZE(h->deferred)];
+	bool go_on = true;
+
+	memcpy(again, h->deferred, n * sizeof(again[0]));
+	h->ndeferred = 0;
+	for (unsigned i = 0; i < n; i++)
+		go_on &= handle(h, &again[i]);
+	return go_on;
+}
+
+static void *handler_main(void *arg)
+{
+	struct handler *h = arg;
+	struct upg_runtime *rt = h->rt;
+	sigset_t all;
+	bool go_on = true;
+
+	/* Application signals are not for us. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	while (go_on) {
+		ssize_t n = read(rt->uffd, h->msgs, sizeof(h->msgs));
+		uint64_t t0 = now_ns();
+
+		if (n < 0) {
+			if (errno == EINTR || errno == EAGAIN)
+				continue;
+			log_error("reading userfaultfd failed: %s; this "
+				  "handler stops", strerror(errno));
+			break;
+		}
+		pthread_rwlock_rdlock(&rt->regions_lock);
+		for (size_t i = 0; i < (size_t)n / sizeof(h->msgs[0]); i++) {
+			struct fault f = { h->msgs[i], t0 };
+
+			go_on &= handle(h, &f);
+		}
+		while (h->ndeferred && go_on) {
+			/* Let the owner of the BUSY entries finish. */
+			sched_yield();
+			go_on &= retry_deferred(h);
+		}
+		pthread_rwlock_unlock(&rt->regions_lock);
+	}
+	return NULL;
+}
+
+int handlers_start(struct upg_runtime *rt)
+{
+	unsigned n = rt->opts.handlers;
+	int err;
+
+	rt->handlers = mem_alloc(n * sizeof(struct handler));
+	if (!rt->handlers)
+		return -ENOMEM;
+	for (unsigned i = 0; i < n; i++) {
+		struct handler *h = &rt->handlers[i];
+
+		h->rt = rt;
+		err = pthread_create(&h->thread, NULL, handler_main, h);
+		if (err) {
+			log_error("cannot start a fault handler thread: %s",
+				  strerror(err));
+			handlers_stop(rt);
+			return -err;
+		}
+		rt->nhandlers++;
+	}
+	return 0;
+}
+
+/*
+ * Stop the handlers without a signal or an extra syscall on their fast
+ * path: each touch of the doorbell page is a fault that exactly one handler
+ * reads; having resolved it, that handler sees `stopping` and exits.  The
+ * touches are made one at a time, so every handler gets exactly one.
+ */
+void handlers_stop(struct upg_runtime *rt)
+{
+	atomic_store(&rt->stopping, true);
+	for (unsigned i = 0; i < rt->nhandlers; i++) {
+		(void)*(volatile char *)rt->doorbell;
+		madvise(rt->doorbell, PAGE_SIZE, MADV_DONTNEED);
+	}
+	for (unsigned i = 0; i < rt->nhandlers; i++)
+		pthread_join(rt->handlers[i].thread, NULL);
+	rt->nhandlers = 0;
+	mem_free(rt->handlers, rt->opts.handlers * sizeof(struct handler));
+	rt->handlers = NULL;
+}

@@ -1,0 +1,216 @@
+/* SPDX-License-Identifier: MIT */
+/* The runtime: create, destroy, statistics. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "mem.h"
+#include "runtime.h"
+#include "uffd.h"
+#include "util.h"
+
+const char *upg_version(void)
+{
+	return "0.1.0";
+}
+
+static int copy_string(char *dst, size_t len, const char *src,
+		       const char *what)
+{
+	if (!src) {
+		dst[0] = '\0';
+		return 0;
+	}
+	if (strlen(src) >= len) {
+		log_error("%s is longer than %zu bytes", what, len - 1);
+		return -EINVAL;
+	}
+	strcpy(dst, src);
+	return 0;
+}
+
+static int resolve_options(const struct upg_options *in, struct upg_runtime *rt)
+{
+	struct upg_options opts;
+	int err;
+
+	if (in) {
+		opts = *in;
+	} else {
+		upg_options_init(&opts);
+		err = upg_options_from_env(&opts);
+		if (err < 0)
+			return err;
+	}
+	err = options_validate(&opts);
+	if (!err)
+		err = copy_string(rt->swap_dir, sizeof(rt->swap_dir),
+				  opts.swap_dir, "the swap directory");
+	if (!err)
+		err = copy_string(rt->stats_path, sizeof(rt->stats_path),
+				  opts.stats_path, "the statistics path");
+	if (err)
+		return err;
+	opts.swap_dir = rt->swap_dir;
+	opts.stats_path = rt->stats_path[0] ? rt->stats_path : NULL;
+	rt->opts = opts;
+	log_set_level(opts.log_level);
+	return 0;
+}
+
+/* Memory the handler reads and maps, outside any region. */
+static int map_private_pages(struct upg_runtime *rt)
+{
+	void *zero = mmap(NULL, FILL_MAX_PAGES * PAGE_SIZE, PROT_READ,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	void *bell = mmap(NULL, PAGE_SIZE, PROT_READ,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	bool wp;
+	int err = 0;
+
+	if (zero == MAP_FAILED || bell == MAP_FAILED) {
+		err = -ENOMEM;
+	} else {
+		madvise(bell, PAGE_SIZE, MADV_DONTFORK);
+		err = uffd_register(rt->uffd, bell, PAGE_SIZE, &wp);
+	}
+	rt->zero_src = zero == MAP_FAILED ? NULL : zero;
+	rt->doorbell = bell == MAP_FAILED ? NULL : bell;
+	return err;
+}
+
+static void unmap_private_pages(struct upg_runtime *rt)
+{
+	if (rt->zero_src)
+		munmap((void *)rt->zero_src, FILL_MAX_PAGES * PAGE_SIZE);
+	if (rt->doorbell)
+		munmap(rt->doorbell, PAGE_SIZE);
+}
+
+#define HIST_BYTES (UPG_FAULT_NKINDS * sizeof(struct hist))
+
+static void runtime_free(struct upg_runtime *rt)
+{
+	unmap_private_pages(rt);
+	if (rt->uffd >= 0)
+		close(rt->uffd);
+	pthread_rwlock_destroy(&rt->regions_lock);
+	mem_free(rt->hist, HIST_BYTES);
+	mem_free(rt, sizeof(*rt));
+}
+
+int upg_runtime_create(const struct upg_options *opts,
+		       struct upg_runtime **out)
+{
+	struct upg_runtime *rt;
+	int err;
+
+	if (!out)
+		return -EINVAL;
+	rt = mem_alloc(sizeof(*rt));
+	if (!rt)
+		return -ENOMEM;
+	rt->uffd = -1;
+	pthread_rwlock_init(&rt->regions_lock, NULL);
+	rt->hist = mem_alloc(HIST_BYTES);
+	err = rt->hist ? resolve_options(opts, rt) : -ENOMEM;
+	if (!err)
+		err = uffd_open(&rt->uffd, &rt->features);
+	if (!err)
+		err = map_private_pages(rt);
+	if (!err)
+		err = handlers_start(rt);
+	if (err) {
+		runtime_free(rt);
+		return err;
+	}
+	log_debug("runtime up: userfaultfd features %#llx, %u handler(s)",
+		  (unsigned long long)rt->features, rt->nhandlers);
+	*out = rt;
+	return 0;
+}
+
+static void write_stats_at_exit(struct upg_runtime *rt)
+{
+	const char *path = rt->opts.stats_path;
+	FILE *f;
+
+	if (!path)
+		return;
+	if (strcmp(path, "stderr") == 0 || strcmp(path, "1") == 0) {
+		upg_stats_print(rt, stderr, rt->opts.stats_format);
+		return;
+	}
+	if (strcmp(path, "stdout") == 0) {
+		upg_stats_print(rt, stdout, rt->opts.stats_format);
+		return;
+	}
+	f = fopen(path, "we");
+	if (!f) {
+		log_warn("cannot write statistics to %s: %s", path,
+			 strerror(errno));
+		return;
+	}
+	upg_stats_print(rt, f, rt->opts.stats_format);
+	fclose(f);
+}
+
+void upg_runtime_destroy(struct upg_runtime *rt)
+{
+	size_t alive;
+
+	if (!rt)
+		return;
+	write_stats_at_exit(rt);
+	alive = regions_destroy_all(rt);
+	if (alive)
+		log_warn("runtime destroyed with %zu region(s) still alive: "
+			 "they were destroyed and their memory unmapped",
+			 alive);
+	handlers_stop(rt);
+	runtime_free(rt);
+}
+
+int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
+{
+	struct upg_stats tmp;
+
+	if (!rt || !st)
+		return -EINVAL;
+	memset(&tmp, 0, sizeof(tmp));
+	tmp.size = sizeof(tmp);
+	counters_export(&rt->ctr, &tmp);
+	for (int k = 0; k < UPG_FAULT_NKINDS; k++)
+		hist_summary(&rt->hist[k], &tmp.latency[k]);
+	pthread_rwlock_rdlock(&rt->regions_lock);
+	tmp.regions = (uint32_t)rt->nregions;
+	for (size_t i = 0; i < rt->nregions; i++)
+		tmp.pagetable_bytes += atomic_load(&rt->regions[i]->pt.bytes);
+	pthread_rwlock_unlock(&rt->regions_lock);
+	/* Only now touch the caller's memory: it may be managed. */
+	memcpy(st, &tmp, sizeof(tmp));
+	return 0;
+}
+
+int upg_stats_print(struct upg_runtime *rt, FILE *f, int format)
+{
+	struct upg_stats st;
+	char buf[8192];
+	int len, err;
+
+	if (!rt || !f)
+		return -EINVAL;
+	err = upg_stats_get(rt, &st);
+	if (err)
+		return err;
+	len = stats_format(&st, format, buf, sizeof(buf));
+	if (len < 0)
+		return len;
+	if (fwrite(buf, 1, (size_t)len, f) != (size_t)len || fflush(f))
+		return -EIO;
+	return len;
+}

@@ -1,0 +1,91 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The runtime and its regions: what every subsystem shares.
+ *
+ * Locking:
+ *  - rt->regions_lock (rwlock) guards the sorted region table.  Handler
+ *    threads hold it for reading across one batch of faults, so a region
+ *    cannot be torn down under a handler; upg_region_destroy() takes it for
+ *    writing to unlink the region.  No thread touches managed memory or a
+ *    caller's pointer while holding it, so a faulting thread can never be
+ *    the one a handler waits for.
+ *  - Page-table entries are guarded by their own BUSY bit (pagetable.h).
+ *  - Counters are relaxed atomics.
+ */
+#ifndef UPAGER_RUNTIME_H
+#define UPAGER_RUNTIME_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pagetable.h"
+#include "stats.h"
+#include "upager.h"
+
+#define REGION_ALIVE 0x52474e41u /* "ANGR" */
+#define REGION_DEAD 0x44414544u	 /* "DEAD" */
+
+/* The most pages one write fault installs (fault-around for writers). */
+#define FILL_MAX_PAGES 16
+/* The most pages one read fault maps to the zero page. */
+#define ZERO_MAX_PAGES 512
+
+/* A sequential-access detector: one per region and direction. */
+struct seq_state {
+	_Atomic uint64_t next;	/* page expected next if sequential */
+	_Atomic uint32_t window;	/* current window in pages */
+};
+
+struct upg_region {
+	_Atomic uint32_t magic;
+	unsigned flags;
+	struct upg_runtime *rt;
+	uintptr_t start;
+	size_t size;
+	uint64_t npages;
+	struct pagetable pt;
+	struct counters ctr;
+	struct seq_state seq_read, seq_write;
+	struct upg_region *recycle_next;
+};
+
+struct handler;
+
+struct upg_runtime {
+	int uffd;
+	uint64_t features;
+	struct upg_options opts;
+	char swap_dir[PATH_MAX];
+	char stats_path[PATH_MAX];
+
+	pthread_rwlock_t regions_lock;
+	struct upg_region **regions;	/* sorted by start */
+	size_t nregions, regions_cap;
+
+	struct handler *handlers;
+	unsigned nhandlers;
+	_Atomic bool stopping;
+	void *doorbell;		/* one registered page: touched to stop handlers */
+	const void *zero_src;	/* FILL_MAX_PAGES zero pages, never managed */
+
+	struct counters ctr;
+	struct hist *hist;	/* [UPG_FAULT_NKINDS] */
+};
+
+/* region.c */
+struct upg_region *region_lookup(struct upg_runtime *rt, uintptr_t addr);
+/* Destroy every region (runtime teardown); returns how many there were. */
+size_t regions_destroy_all(struct upg_runtime *rt);
+
+/* fault.c */
+int handlers_start(struct upg_runtime *rt);
+void handlers_stop(struct upg_runtime *rt);
+
+/* Count a fault of `kind` in the region and the runtime, with its latency. */
+void fault_account(struct upg_runtime *rt, struct upg_region *r, int kind,
+		   uint64_t ns);
+
+#endif

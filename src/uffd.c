@@ -1,0 +1,258 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "uffd.h"
+#include "util.h"
+
+/* How to get permission, said once in every "cannot open" message. */
+#define PERMISSION_HINT                                                       \
+	"run as root or with CAP_SYS_PTRACE, or set "                         \
+	"`sysctl vm.unprivileged_userfaultfd=1`, or give this user read-write " \
+	"access to /dev/userfaultfd; inside a container, allow the "          \
+	"userfaultfd syscall in its seccomp profile"
+
+static int open_syscall(void)
+{
+#ifdef SYS_userfaultfd
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+
+	return fd >= 0 ? fd : -errno;
+#else
+	return -ENOSYS;
+#endif
+}
+
+static int open_dev(void)
+{
+	int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+	int fd, err;
+
+	if (dev < 0)
+		return -errno;
+	fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC);
+	err = fd < 0 ? -errno : fd;
+	close(dev);
+	return err;
+}
+
+static int handshake(int fd, uint64_t want, uint64_t *got)
+{
+	struct uffdio_api api = { .api = UFFD_API, .features = want };
+
+	if (ioctl(fd, UFFDIO_API, &api) < 0)
+		return -errno;
+	*got = api.features;
+	return 0;
+}
+
+static int open_raw(void)
+{
+	int fd = open_syscall();
+	int dev_err;
+
+	if (fd >= 0)
+		return fd;
+	/* The device works where the syscall is refused for lack of
+	 * privilege to catch kernel-mode faults, or filtered by seccomp. */
+	dev_err = open_dev();
+	if (dev_err >= 0)
+		return dev_err;
+	if (fd == -ENOSYS && dev_err == -ENOENT) {
+		log_error("userfaultfd is not available: this kernel has no "
+			  "userfaultfd syscall and no /dev/userfaultfd "
+			  "(CONFIG_USERFAULTFD is off)");
+		return -ENOSYS;
+	}
+	log_error("cannot open userfaultfd (syscall: %s, /dev/userfaultfd: "
+		  "%s): %s", strerror(-fd), strerror(-dev_err),
+		  PERMISSION_HINT);
+	return fd == -ENOSYS ? -EPERM : fd;
+}
+
+int uffd_open(int *fdp, uint64_t *features)
+{
+	uint64_t avail = 0;
+	int fd, err;
+
+	/* A throwaway fd tells which features exist: UFFDIO_API fails as a
+	 * whole if asked for one the kernel lacks, and may be called once. */
+	fd = open_raw();
+	if (fd < 0)
+		return fd;
+	err = handshake(fd, 0, &avail);
+	close(fd);
+	if (err < 0) {
+		log_error("userfaultfd API handshake failed: %s", strerror(-err));
+		return err;
+	}
+	fd = open_raw();
+	if (fd < 0)
+		return fd;
+	err = handshake(fd, avail & UFFD_WANTED_FEATURES, features);
+	if (err < 0) {
+		log_error("userfaultfd API handshake failed: %s", strerror(-err));
+		close(fd);
+		return err;
+	}
+	*fdp = fd;
+	return 0;
+}
+
+int uffd_register(int fd, void *addr, size_t len, bool *wp)
+{
+	struct uffdio_register reg = {
+		.range = { .start = (uintptr_t)addr, .len = len },
+		.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+	};
+
+	if (ioctl(fd, UFFDIO_REGISTER, &reg) == 0) {
+		*wp = true;
+		return 0;
+	}
+	if (errno != EINVAL)
+		return -errno;
+	/* A kernel without anonymous write-protect support. */
+	reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+	if (ioctl(fd, UFFDIO_REGISTER, &reg) < 0)
+		return -errno;
+	*wp = false;
+	return 0;
+}
+
+int uffd_unregister(int fd, void *addr, size_t len)
+{
+	struct uffdio_range r = { .start = (uintptr_t)addr, .len = len };
+
+	return ioctl(fd, UFFDIO_UNREGISTER, &r) < 0 ? -errno : 0;
+}
+
+int uffd_wake(int fd, void *addr, size_t len)
+{
+	struct uffdio_range r = { .start = (uintptr_t)addr, .len = len };
+
+	return ioctl(fd, UFFDIO_WAKE, &r) < 0 ? -errno : 0;
+}
+
+/*
+ * The fill ioctls share one shape: a destination range, a mode, and a
+ * signed result that is the bytes done or -errno.  `op` picks the ioctl;
+ * this is the one place their EAGAIN/EEXIST/partial cases are handled.
+ */
+enum fill_op { FILL_COPY, FILL_ZERO, FILL_POISON, FILL_MOVE };
+
+static long fill_once(int fd, enum fill_op op, uintptr_t dst, uintptr_t src,
+		      size_t len, uint64_t mode, int *err)
+{
+	union {
+		struct uffdio_copy copy;
+		struct uffdio_zeropage zero;
+		struct uffdio_poison poison;
+		struct uffdio_move move;
+	} a;
+	unsigned long req;
+	__s64 *res;
+	int rc;
+
+	memset(&a, 0, sizeof(a));
+	switch (op) {
+	case FILL_COPY:
+		a.copy = (struct uffdio_copy){ dst, src, len, mode, 0 };
+		req = UFFDIO_COPY, res = &a.copy.copy;
+		break;
+	case FILL_ZERO:
+		a.zero.range = (struct uffdio_range){ dst, len };
+		a.zero.mode = mode;
+		req = UFFDIO_ZEROPAGE, res = &a.zero.zeropage;
+		break;
+	case FILL_POISON:
+		a.poison.range = (struct uffdio_range){ dst, len };
+		a.poison.mode = mode;
+		req = UFFDIO_POISON, res = &a.poison.updated;
+		break;
+	default:
+		a.move = (struct uffdio_move){ dst, src, len, mode, 0 };
+		req = UFFDIO_MOVE, res = &a.move.move;
+		break;
+	}
+	rc = ioctl(fd, req, &a);
+	*err = rc < 0 ? errno : 0;
+	return *res > 0 ? (long)*res : 0;
+}
+
+static int fill(int fd, enum fill_op op, uintptr_t dst, uintptr_t src,
+		size_t len, uint64_t mode)
+{
+	int result = 0, err, yields = 0;
+
+	while (len > 0) {
+		long done = fill_once(fd, op, dst, src, len, mode, &err);
+
+		if (done > 0) {
+			done = MIN((size_t)done, len);
+			dst += done, src += done, len -= done;
+		}
+		if (err == 0 || (err == EAGAIN && done > 0))
+			continue;
+		if (err == EAGAIN) {
+			/* mmap_changing: the layout is moving under us (we use
+			 * no events, so it passes on its own). */
+			if (++yields > 100000)
+				return -EAGAIN;
+			sched_yield();
+			continue;
+		}
+		if (err != EEXIST || op == FILL_MOVE)
+			return -err;
+		/* This page is present already: someone else won.  A failed
+		 * ioctl wakes nobody, so wake its waiters, then go on. */
+		uffd_wake(fd, (void *)dst, PAGE_SIZE);
+		result = -EEXIST;
+		dst += PAGE_SIZE, src += PAGE_SIZE, len -= PAGE_SIZE;
+	}
+	return result;
+}
+
+int uffd_copy(int fd, void *dst, const void *src, size_t len, bool wp)
+{
+	return fill(fd, FILL_COPY, (uintptr_t)dst, (uintptr_t)src, len,
+		    wp ? UFFDIO_COPY_MODE_WP : 0);
+}
+
+int uffd_zeropage(int fd, void *dst, size_t len)
+{
+	return fill(fd, FILL_ZERO, (uintptr_t)dst, 0, len, 0);
+}
+
+int uffd_poison(int fd, void *dst, size_t len)
+{
+	return fill(fd, FILL_POISON, (uintptr_t)dst, 0, len, 0);
+}
+
+int uffd_move(int fd, void *dst, void *src, size_t len)
+{
+	return fill(fd, FILL_MOVE, (uintptr_t)dst, (uintptr_t)src, len,
+		    UFFDIO_MOVE_MODE_DONTWAKE);
+}
+
+int uffd_writeprotect(int fd, void *addr, size_t len, bool wp, bool dontwake)
+{
+	struct uffdio_writeprotect w = {
+		.range = { .start = (uintptr_t)addr, .len = len },
+		.mode = (wp ? UFFDIO_WRITEPROTECT_MODE_WP : 0) |
+			(dontwake ? UFFDIO_WRITEPROTECT_MODE_DONTWAKE : 0),
+	};
+
+	while (ioctl(fd, UFFDIO_WRITEPROTECT, &w) < 0) {
+		if (errno != EAGAIN)
+			return -errno;
+		sched_yield();
+	}
+	return 0;
+}

@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The userfaultfd layer: open, handshake, feature probe, and one wrapper per
+ * ioctl.  The wrappers handle the kernel's odd cases in one place:
+ *  - partial progress (EAGAIN with bytes done): retried from where it stopped;
+ *  - EAGAIN with no progress (mmap_changing): retried after a yield;
+ *  - EEXIST (someone else installed a page): the rest of the range is still
+ *    filled, the waiters are woken, and -EEXIST is returned so the caller
+ *    can count a spurious fault;
+ *  - the result fields read as signed (older kernels report 0, newer ones
+ *    -EAGAIN, for no progress).
+ * Every function returns 0 or -errno.
+ */
+#ifndef UPAGER_UFFD_H
+#define UPAGER_UFFD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <linux/userfaultfd.h>
+
+/* Definitions newer than the build machine's kernel headers (Debian 12 ships
+ * 6.1 headers; the kernels we run on have these). */
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
+#endif
+#ifndef UFFD_FEATURE_POISON
+#define UFFD_FEATURE_POISON (1 << 14)
+#endif
+#ifndef UFFD_FEATURE_WP_ASYNC
+#define UFFD_FEATURE_WP_ASYNC (1 << 15)
+#endif
+#ifndef UFFD_FEATURE_MOVE
+#define UFFD_FEATURE_MOVE (1 << 16)
+#endif
+#ifndef _UFFDIO_POISON
+#define _UFFDIO_POISON (0x08)
+struct uffdio_poison {
+	struct uffdio_range range;
+#define UFFDIO_POISON_MODE_DONTWAKE ((__u64)1 << 0)
+	__u64 mode;
+	__s64 updated;
+};
+#define UFFDIO_POISON _IOWR(UFFDIO, _UFFDIO_POISON, struct uffdio_poison)
+#endif
+#ifndef _UFFDIO_MOVE
+#define _UFFDIO_MOVE (0x05)
+struct uffdio_move {
+	__u64 dst;
+	__u64 src;
+	__u64 len;
+#define UFFDIO_MOVE_MODE_DONTWAKE ((__u64)1 << 0)
+#define UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES ((__u64)1 << 1)
+	__u64 mode;
+	__s64 move;
+};
+#define UFFDIO_MOVE _IOWR(UFFDIO, _UFFDIO_MOVE, struct uffdio_move)
+#endif
+
+/* Features upager asks for when the kernel has them.  No EVENT_* features:
+ * upager makes the unmap/remove calls on its regions itself, and a handler
+ * that had to read its own events would deadlock on them. */
+#define UFFD_WANTED_FEATURES                                                  \
+	(UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_THREAD_ID |            \
+	 UFFD_FEATURE_WP_UNPOPULATED | UFFD_FEATURE_POISON |                  \
+	 UFFD_FEATURE_MOVE)
+
+/*
+ * Open a userfaultfd (the syscall, then /dev/userfaultfd) and do the API
+ * handshake asking for UFFD_WANTED_FEATURES & what the kernel offers.
+ * Sets *fd and *features (what the kernel granted).  On failure, the thread's
+ * last error says why and what to change.
+ */
+int uffd_open(int *fd, uint64_t *features);
+
+/* Register [addr, addr+len) for missing faults, and write-protect faults when
+ * the kernel can (sets *wp).  Unregister undoes it and wakes waiters. */
+int uffd_register(int fd, void *addr, size_t len, bool *wp);
+int uffd_unregister(int fd, void *addr, size_t len);
+
+/* Fill operations.  Each wakes the waiters of the range when done. */
+int uffd_copy(int fd, void *dst, const void *src, size_t len, bool wp);
+int uffd_zeropage(int fd, void *dst, size_t len);
+int uffd_poison(int fd, void *dst, size_t len);
+/* Move pages from src (anonymous, private) to dst (registered).  Without
+ * wake: the caller wakes when its bookkeeping is done. */
+int uffd_move(int fd, void *dst, void *src, size_t len);
+
+int uffd_wake(int fd, void *addr, size_t len);
+/* Set (wp true) or clear write protection; clearing wakes unless dontwake. */
+int uffd_writeprotect(int fd, void *addr, size_t len, bool wp, bool dontwake);
+
+#endif
