@@ -46,14 +46,6 @@ void fault_account(struct upg_runtime *rt, struct upg_region *r, int kind,
 	hist_record(&rt->hist[kind], ns);
 }
 
-static void add_resident(struct upg_region *r, int64_t n)
-{
-	atomic_fetch_add_explicit(&r->ctr.pages_resident, n,
-				  memory_order_relaxed);
-	atomic_fetch_add_explicit(&r->rt->ctr.pages_resident, n,
-				  memory_order_relaxed);
-}
-
 static void add_count(struct upg_region *r, size_t off, uint64_t n)
 {
 	counter_add((_Atomic uint64_t *)((char *)&r->ctr + off), n);
@@ -202,7 +194,7 @@ static int zero_write(struct upg_region *r, uint64_t idx)
 		return rc;
 	}
 	seq_advance(&r->seq_write, idx + n);
-	add_resident(r, (int64_t)n);
+	region_add_resident(r, (int64_t)n);
 	COUNT(r, pages_filled, n);
 	unlock_run(r, idx, n, pte_make(PTE_RESIDENT, PTE_DIRTY, 0));
 	return 0;
@@ -264,7 +256,7 @@ static enum resolve_result resolve(struct upg_region *r, const struct fault *f)
 		rc = remap(r, idx, old, write);
 		if (rc == 0 && pte_state(old) == PTE_ZERO && write) {
 			old = pte_make(PTE_RESIDENT, PTE_DIRTY, 0);
-			add_resident(r, 1);
+			region_add_resident(r, 1);
 		}
 		pte_unlock(e, old);
 		break;

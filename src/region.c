@@ -13,6 +13,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "pagemap.h"
 #include "runtime.h"
 #include "uffd.h"
 #include "util.h"
@@ -255,6 +256,30 @@ size_t regions_destroy_all(struct upg_runtime *rt)
 	return n;
 }
 
+static void mark_written(uintptr_t addr, uint64_t npages, void *arg)
+{
+	struct upg_region *r = arg;
+	uint64_t first = (addr - r->start) >> PAGE_SHIFT;
+
+	for (uint64_t i = first; i < first + npages; i++) {
+		_Atomic pte_t *e = pt_entry(&r->pt, i, false);
+		pte_t old = e ? atomic_load(e) : PTE_EMPTY;
+
+		/* BUSY entries belong to someone else: next scan. */
+		if (pte_state(old) != PTE_ZERO || (old & PTE_BUSY))
+			continue;
+		if (pte_cas(e, &old, pte_make(PTE_RESIDENT, PTE_DIRTY, 0)))
+			region_add_resident(r, 1);
+	}
+}
+
+void region_sync_written(struct upg_region *r)
+{
+	if (r->rt->pagemap_fd >= 0)
+		pagemap_written(r->rt->pagemap_fd, r->start, r->start + r->size,
+				mark_written, r);
+}
+
 int upg_region_stats_get(const struct upg_region *r, struct upg_stats *st)
 {
 	struct upg_stats tmp;
@@ -264,6 +289,9 @@ int upg_region_stats_get(const struct upg_region *r, struct upg_stats *st)
 	memset(&tmp, 0, sizeof(tmp));
 	tmp.size = sizeof(tmp);
 	tmp.regions = 1;
+	pthread_rwlock_rdlock(&r->rt->regions_lock);
+	region_sync_written((struct upg_region *)r);
+	pthread_rwlock_unlock(&r->rt->regions_lock);
 	counters_export(&r->ctr, &tmp);
 	tmp.pagetable_bytes = atomic_load(&((struct upg_region *)r)->pt.bytes);
 	memcpy(st, &tmp, sizeof(tmp));

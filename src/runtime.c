@@ -9,6 +9,7 @@
 #include "config.h"
 #include "log.h"
 #include "mem.h"
+#include "pagemap.h"
 #include "runtime.h"
 #include "uffd.h"
 #include "util.h"
@@ -98,6 +99,8 @@ static void runtime_free(struct upg_runtime *rt)
 	unmap_private_pages(rt);
 	if (rt->uffd >= 0)
 		close(rt->uffd);
+	if (rt->pagemap_fd >= 0)
+		close(rt->pagemap_fd);
 	pthread_rwlock_destroy(&rt->regions_lock);
 	mem_free(rt->hist, HIST_BYTES);
 	mem_free(rt, sizeof(*rt));
@@ -115,6 +118,10 @@ int upg_runtime_create(const struct upg_options *opts,
 	if (!rt)
 		return -ENOMEM;
 	rt->uffd = -1;
+	rt->pagemap_fd = pagemap_open();
+	if (rt->pagemap_fd < 0)
+		log_info("no PAGEMAP_SCAN (%s): pages written after a read "
+			 "are not counted as resident", strerror(-rt->pagemap_fd));
 	pthread_rwlock_init(&rt->regions_lock, NULL);
 	rt->hist = mem_alloc(HIST_BYTES);
 	err = rt->hist ? resolve_options(opts, rt) : -ENOMEM;
@@ -183,14 +190,17 @@ int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 		return -EINVAL;
 	memset(&tmp, 0, sizeof(tmp));
 	tmp.size = sizeof(tmp);
-	counters_export(&rt->ctr, &tmp);
 	for (int k = 0; k < UPG_FAULT_NKINDS; k++)
 		hist_summary(&rt->hist[k], &tmp.latency[k]);
 	pthread_rwlock_rdlock(&rt->regions_lock);
 	tmp.regions = (uint32_t)rt->nregions;
-	for (size_t i = 0; i < rt->nregions; i++)
+	for (size_t i = 0; i < rt->nregions; i++) {
+		region_sync_written(rt->regions[i]);
 		tmp.pagetable_bytes += atomic_load(&rt->regions[i]->pt.bytes);
+	}
 	pthread_rwlock_unlock(&rt->regions_lock);
+	/* Reconciling may have moved pages to RESIDENT: count after it. */
+	counters_export(&rt->ctr, &tmp);
 	/* Only now touch the caller's memory: it may be managed. */
 	memcpy(st, &tmp, sizeof(tmp));
 	return 0;

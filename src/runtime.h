@@ -56,6 +56,7 @@ struct handler;
 
 struct upg_runtime {
 	int uffd;
+	int pagemap_fd;		/* /proc/self/pagemap, -1 without PAGEMAP_SCAN */
 	uint64_t features;
 	struct upg_options opts;
 	char swap_dir[PATH_MAX];
@@ -75,7 +76,18 @@ struct upg_runtime {
 	struct hist *hist;	/* [UPG_FAULT_NKINDS] */
 };
 
+static inline void region_add_resident(struct upg_region *r, int64_t n)
+{
+	atomic_fetch_add_explicit(&r->ctr.pages_resident, n,
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&r->rt->ctr.pages_resident, n,
+				  memory_order_relaxed);
+}
+
 /* region.c */
+/* Reconcile ZERO entries with the hardware page table: pages the kernel
+ * copied on a write become RESIDENT and DIRTY.  Caller holds regions_lock. */
+void region_sync_written(struct upg_region *r);
 struct upg_region *region_lookup(struct upg_runtime *rt, uintptr_t addr);
 /* Destroy every region (runtime teardown); returns how many there were. */
 size_t regions_destroy_all(struct upg_runtime *rt);

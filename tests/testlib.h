@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared by every test program: each defines make_suite() and whether it
+ * needs userfaultfd; testmain.c probes the kernel and exits 77 (meson's
+ * "skipped") with a message when a needed feature is missing.
+ */
+#ifndef UPAGER_TESTLIB_H
+#define UPAGER_TESTLIB_H
+
+#include <check.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <upager.h>
+
+#define TEST_SKIP 77
+
+#define KIB ((size_t)1 << 10)
+#define MIB ((size_t)1 << 20)
+#define GIB ((size_t)1 << 30)
+#define TIB ((size_t)1 << 40)
+#define TPAGE ((size_t)4096)
+
+/* Defined by each test program. */
+Suite *make_suite(void);
+extern const bool test_needs_uffd;
+
+/* A runtime with default options (environment ignored) and `handlers`
+ * threads; fails the test on error. */
+struct upg_runtime *test_runtime(unsigned handlers, uint64_t mem_limit);
+
+/* The 64-bit word i of page `page` stamped with `tag`. */
+static inline uint64_t pattern(uint64_t page, uint64_t tag, unsigned i)
+{
+	uint64_t x = (page * 0x9e3779b97f4a7c15ull) ^ (tag << 32) ^ i;
+
+	x ^= x >> 29;
+	return x * 0xbf58476d1ce4e5b9ull;
+}
+
+void fill_page(void *page, uint64_t pageno, uint64_t tag);
+/* True if the page holds exactly fill_page(pageno, tag). */
+bool check_page(const void *page, uint64_t pageno, uint64_t tag);
+bool page_is_zero(const void *page);
+
+/* Fast xorshift generator, one state per thread. */
+static inline uint64_t rnd(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* Resident memory of this process in KiB (VmRSS). */
+long rss_kib(void);
+
+#endif
