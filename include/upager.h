@@ -59,6 +59,13 @@ enum upg_full_policy {
 	UPG_FULL_SIGBUS = 1,	 /* strict: the faulting thread gets SIGBUS */
 };
 
+/* Replacement policies (UPAGER_POLICY). */
+enum upg_policy {
+	UPG_POLICY_CLOCK = 0,	/* default: second chance for pages faulted in
+				 * or written since the hand last passed */
+	UPG_POLICY_FIFO = 1,	/* evict in address sweep order, no second chance */
+};
+
 /* Log levels (UPAGER_LOG). */
 enum upg_log_level {
 	UPG_LOG_NONE = 0,
@@ -93,7 +100,7 @@ struct upg_options {
 				 * NULL = nowhere, "stderr", or a file path
 				 * (UPAGER_STATS) */
 	int stats_format;	/* UPG_STATS_TEXT or UPG_STATS_JSON */
-	uint32_t reserved_u32;
+	int policy;		/* enum upg_policy (UPAGER_POLICY) */
 	uint64_t reserved[8];	/* zero; room to grow */
 };
 

@@ -35,6 +35,7 @@ static const char *const full_names[] = { "overcommit", "sigbus", NULL };
 static const char *const log_names[] = { "none", "error", "warn", "info",
 					  "debug", NULL };
 static const char *const format_names[] = { "text", "json", NULL };
+static const char *const policy_names[] = { "clock", "fifo", NULL };
 
 #define MIB (UINT64_C(1) << 20)
 #define GIB (UINT64_C(1) << 30)
@@ -52,6 +53,8 @@ static const struct opt options[] = {
 	{ "UPAGER_FULL_POLICY", OPT_ENUM, FIELD(full_policy), 0, 0, full_names,
 	  "overcommit", "when budget and store are both full: exceed the "
 			"budget (warn once) or SIGBUS the faulting thread" },
+	{ "UPAGER_POLICY", OPT_ENUM, FIELD(policy), 0, 0, policy_names,
+	  "clock", "which resident page to evict first" },
 	{ "UPAGER_HANDLERS", OPT_UINT, FIELD(handlers), 1, 64, NULL, "1",
 	  "fault-handling threads" },
 	{ "UPAGER_FAULT_AROUND", OPT_UINT, FIELD(fault_around), 1, 512, NULL,

@@ -15,9 +15,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "evict.h"
 #include "log.h"
 #include "mem.h"
 #include "runtime.h"
+#include "store.h"
 #include "uffd.h"
 #include "util.h"
 
@@ -30,6 +32,7 @@ struct fault {
 
 struct handler {
 	struct upg_runtime *rt;
+	void *bounce;		/* one page stored pages are read into */
 	pthread_t thread;
 	/* Messages whose page was BUSY, retried after the batch. */
 	struct fault deferred[BATCH * 2];
@@ -116,6 +119,19 @@ static void unlock_run(struct upg_region *r, uint64_t lo, uint64_t n, pte_t val)
 }
 
 /*
+ * The budget is exhausted, the store full, and the policy is strict: the
+ * faulting thread gets SIGBUS.  The page keeps its state (a poison marker
+ * only stands in the hardware table), so nothing stored is lost.
+ */
+static int refuse(struct upg_region *r, uint64_t idx)
+{
+	log_error("no memory for the page at %p: budget exhausted and swap "
+		  "store full (UPAGER_FULL_POLICY=sigbus)", page_addr(r, idx));
+	COUNT(r, poisoned, 1);
+	return uffd_poison(r->rt->uffd, page_addr(r, idx), PAGE_SIZE);
+}
+
+/*
  * A read of a never-touched page: map the zero page over it and the
  * never-touched pages of its window, one UFFDIO_ZEROPAGE per run.  The zero
  * page costs no memory; a later write is a cheap in-kernel copy.
@@ -187,6 +203,10 @@ static int zero_write(struct upg_region *r, uint64_t idx)
 				pte_unlock(pt_entry(&r->pt, i, false),
 					   PTE_EMPTY);
 	}
+	if (!budget_charge(rt, n)) {
+		unlock_run(r, idx, n, PTE_EMPTY);
+		return refuse(r, idx);
+	}
 	rc = uffd_copy(rt->uffd, page_addr(r, idx), rt->zero_src,
 		       n << PAGE_SHIFT, false);
 	if (rc < 0 && rc != -EEXIST) {
@@ -196,7 +216,7 @@ static int zero_write(struct upg_region *r, uint64_t idx)
 	seq_advance(&r->seq_write, idx + n);
 	region_add_resident(r, (int64_t)n);
 	COUNT(r, pages_filled, n);
-	unlock_run(r, idx, n, pte_make(PTE_RESIDENT, PTE_DIRTY, 0));
+	unlock_run(r, idx, n, pte_make(PTE_RESIDENT, PTE_DIRTY | PTE_REF, 0));
 	return 0;
 }
 
@@ -222,9 +242,125 @@ static int remap(struct upg_region *r, uint64_t idx, pte_t old, bool write)
 	return rc;
 }
 
+/*
+ * Bring one stored page back: decompress into the bounce page and install
+ * it write-protected, keeping the stored copy (CACHED) until it is written,
+ * so an unmodified page is later dropped rather than stored again.  A lost
+ * copy (I/O error, checksum mismatch) poisons the page: SIGBUS, never
+ * wrong data.  Entry locked by the caller; unlocked here.
+ */
+static int swap_in_one(struct handler *h, struct upg_region *r, uint64_t idx,
+		       _Atomic pte_t *e, pte_t old, int *kind)
+{
+	struct upg_runtime *rt = r->rt;
+	uint64_t handle = pte_payload(old);
+	void *addr = page_addr(r, idx);
+	bool from_disk = false;
+	int rc;
+
+	if (!budget_charge(rt, 1)) {
+		pte_unlock(e, old);
+		return refuse(r, idx);
+	}
+	rc = store_get(rt->store, handle, h->bounce, &from_disk);
+	*kind = from_disk ? UPG_FAULT_SWAPIN_DISK : UPG_FAULT_SWAPIN_RAM;
+	if (rc < 0) {
+		log_error("page at %p lost: %s of its stored copy; the "
+			  "accessing thread gets SIGBUS", addr,
+			  rc == -EBADMSG ? "checksum mismatch" : "read error");
+		store_free(rt->store, handle);
+		pte_unlock(e, pte_make(PTE_POISONED, 0, 0));
+		COUNT(r, poisoned, 1);
+		return uffd_poison(rt->uffd, addr, PAGE_SIZE);
+	}
+	rc = uffd_copy(rt->uffd, addr, h->bounce, PAGE_SIZE, r->wp);
+	if (rc < 0 && rc != -EEXIST) {
+		pte_unlock(e, old);
+		return rc;
+	}
+	ghost_is_refault(rt, (uintptr_t)addr);
+	region_add_resident(r, 1);
+	COUNT(r, pages_filled, 1);
+	if (!r->wp) {
+		/* Writes cannot be seen: the copy may go stale at once. */
+		store_free(rt->store, handle);
+		pte_unlock(e, pte_make(PTE_RESIDENT, PTE_DIRTY | PTE_REF, 0));
+		return 0;
+	}
+	pte_unlock(e, pte_make(PTE_RESIDENT, PTE_CACHED | PTE_REF, handle));
+	return 0;
+}
+
+/* A stored page faulted: bring it in, and its stored successors too when
+ * the faults come in order (read-ahead). */
+static int swap_in(struct handler *h, struct upg_region *r, uint64_t idx,
+		   _Atomic pte_t *e, pte_t old, int *kind)
+{
+	uint32_t w;
+	bool seq;
+	int rc, ahead_kind;
+
+	rc = swap_in_one(h, r, idx, e, old, kind);
+	w = seq_window(&r->seq_read, idx, 1, FILL_MAX_PAGES, &seq);
+	seq_advance(&r->seq_read, idx + 1);
+	if (rc < 0 || !seq)
+		return rc;
+	for (uint64_t i = idx + 1; i < MIN(idx + w, r->npages); i++) {
+		_Atomic pte_t *next = pt_entry(&r->pt, i, false);
+
+		if (!next || !pte_trylock(next, &old))
+			break;
+		if (pte_state(old) != PTE_STORED) {
+			pte_unlock(next, old);
+			break;
+		}
+		if (swap_in_one(h, r, i, next, old, &ahead_kind) < 0)
+			break;
+		seq_advance(&r->seq_read, i + 1);
+	}
+	return 0;
+}
+
+/*
+ * A write to a write-protected page.  A page swapped in clean loses its
+ * stored copy now (the copy goes stale with this write) and becomes dirty;
+ * protection is lifted before the entry is released, so the evictor can
+ * never drop it as clean after the write lands.  A page that was evicted
+ * while the writer waited is gone: waking the writer makes it fault again
+ * and be served from the store.
+ */
+static int wp_fault(struct upg_region *r, uint64_t idx, bool *defer)
+{
+	struct upg_runtime *rt = r->rt;
+	_Atomic pte_t *e = pt_entry(&r->pt, idx, false);
+	void *addr = page_addr(r, idx);
+	pte_t old;
+	int rc;
+
+	if (!e)
+		return uffd_writeprotect(rt->uffd, addr, PAGE_SIZE, false,
+					 false);
+	if (!pte_trylock(e, &old)) {
+		*defer = true;
+		return 0;
+	}
+	if (pte_state(old) != PTE_RESIDENT && pte_state(old) != PTE_ZERO) {
+		pte_unlock(e, old);
+		return uffd_wake(rt->uffd, addr, PAGE_SIZE);
+	}
+	rc = uffd_writeprotect(rt->uffd, addr, PAGE_SIZE, false, false);
+	if (old & PTE_CACHED) {
+		store_free(rt->store, pte_payload(old));
+		old = pte_make(PTE_RESIDENT, PTE_DIRTY | PTE_REF, 0);
+	}
+	pte_unlock(e, old);
+	return rc;
+}
+
 enum resolve_result { RESOLVED, DEFER };
 
-static enum resolve_result resolve(struct upg_region *r, const struct fault *f)
+static enum resolve_result resolve(struct handler *h, struct upg_region *r,
+				   const struct fault *f)
 {
 	struct upg_runtime *rt = r->rt;
 	uintptr_t addr = page_align_down(f->msg.arg.pagefault.address);
@@ -236,9 +372,11 @@ static enum resolve_result resolve(struct upg_region *r, const struct fault *f)
 	int kind, rc = 0;
 
 	if (flags & UFFD_PAGEFAULT_FLAG_WP) {
-		/* No snapshot is taking pages yet: just let the write in. */
-		rc = uffd_writeprotect(rt->uffd, (void *)addr, PAGE_SIZE,
-				       false, false);
+		bool again = false;
+
+		rc = wp_fault(r, idx, &again);
+		if (again)
+			return DEFER;
 		kind = UPG_FAULT_WP;
 		goto out;
 	}
@@ -249,6 +387,9 @@ static enum resolve_result resolve(struct upg_region *r, const struct fault *f)
 	case PTE_EMPTY:
 		kind = write ? UPG_FAULT_ZERO_WRITE : UPG_FAULT_ZERO_READ;
 		rc = write ? zero_write(r, idx) : zero_read(r, idx);
+		break;
+	case PTE_STORED:
+		rc = swap_in(h, r, idx, e, old, &kind);
 		break;
 	case PTE_ZERO:
 	case PTE_RESIDENT:
@@ -310,7 +451,7 @@ static bool handle(struct handler *h, const struct fault *f)
 		uffd_wake(rt->uffd, (void *)page_align_down(addr), PAGE_SIZE);
 		return true;
 	}
-	if (resolve(r, f) == DEFER)
+	if (resolve(h, r, f) == DEFER)
 		defer(h, f);
 	return true;
 }
@@ -377,6 +518,11 @@ int handlers_start(struct upg_runtime *rt)
 		struct handler *h = &rt->handlers[i];
 
 		h->rt = rt;
+		h->bounce = mem_alloc(PAGE_SIZE);
+		if (!h->bounce) {
+			handlers_stop(rt);
+			return -ENOMEM;
+		}
 		err = pthread_create(&h->thread, NULL, handler_main, h);
 		if (err) {
 			log_error("cannot start a fault handler thread: %s",
@@ -404,6 +550,8 @@ void handlers_stop(struct upg_runtime *rt)
 	}
 	for (unsigned i = 0; i < rt->nhandlers; i++)
 		pthread_join(rt->handlers[i].thread, NULL);
+	for (unsigned i = 0; i < rt->opts.handlers; i++)
+		mem_free(rt->handlers[i].bounce, PAGE_SIZE);
 	rt->nhandlers = 0;
 	mem_free(rt->handlers, rt->opts.handlers * sizeof(struct handler));
 	rt->handlers = NULL;

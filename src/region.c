@@ -15,6 +15,7 @@
 #include "mem.h"
 #include "pagemap.h"
 #include "runtime.h"
+#include "store.h"
 #include "uffd.h"
 #include "util.h"
 
@@ -162,6 +163,7 @@ int upg_anon_create(struct upg_runtime *rt, size_t size, unsigned flags,
 		goto fail_map;
 	}
 	r->rt = rt;
+	r->wp = wp;
 	r->flags = flags;
 	r->start = (uintptr_t)mem;
 	r->size = len;
@@ -201,6 +203,24 @@ size_t upg_region_size(const struct upg_region *r)
 	return region_alive(r) ? r->size : 0;
 }
 
+/* Entries that hold a reference to a stored copy. */
+static bool holds_handle(pte_t e)
+{
+	return pte_state(e) == PTE_STORED ||
+	       (pte_state(e) == PTE_RESIDENT && (e & PTE_CACHED));
+}
+
+static int release_leaf(uint64_t first, _Atomic pte_t *leaf, void *arg)
+{
+	struct store *st = arg;
+
+	(void)first;
+	for (unsigned i = 0; i < PT_FANOUT; i++)
+		if (holds_handle(leaf[i]))
+			store_free(st, pte_payload(leaf[i]));
+	return 0;
+}
+
 /* Unlinked already: no handler can reach r any more. */
 static void region_teardown(struct upg_region *r)
 {
@@ -210,6 +230,8 @@ static void region_teardown(struct upg_region *r)
 	/* Unregistering wakes any thread still waiting on a fault here. */
 	uffd_unregister(rt->uffd, (void *)r->start, r->size);
 	munmap((void *)r->start, r->size);
+	if (rt->store)
+		pt_walk(&r->pt, 0, r->npages, release_leaf, rt->store);
 	atomic_fetch_sub(&rt->ctr.pages_resident, resident);
 	pt_fini(&r->pt);
 	region_recycle(r);

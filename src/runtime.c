@@ -7,10 +7,12 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "evict.h"
 #include "log.h"
 #include "mem.h"
 #include "pagemap.h"
 #include "runtime.h"
+#include "store.h"
 #include "uffd.h"
 #include "util.h"
 
@@ -92,10 +94,35 @@ static void unmap_private_pages(struct upg_runtime *rt)
 		munmap(rt->doorbell, PAGE_SIZE);
 }
 
+/*
+ * With a budget, pages go to a store whose RAM tier takes up to a quarter
+ * of the budget; the rest of the budget is for resident pages.
+ */
+static int store_start(struct upg_runtime *rt)
+{
+	struct store_config cfg = {
+		.codec = rt->opts.codec,
+		.ram_limit = rt->opts.mem_limit / 4,
+		.swap_dir = rt->swap_dir,
+		.swap_size = rt->opts.swap_size,
+	};
+	int err;
+
+	if (rt->opts.mem_limit == 0)
+		return 0;
+	err = store_create(&cfg, &rt->store);
+	if (err)
+		log_error("cannot create the swap store in %s: %s",
+			  rt->swap_dir, strerror(-err));
+	return err;
+}
+
 #define HIST_BYTES (UPG_FAULT_NKINDS * sizeof(struct hist))
 
 static void runtime_free(struct upg_runtime *rt)
 {
+	if (rt->store)
+		store_destroy(rt->store);
 	unmap_private_pages(rt);
 	if (rt->uffd >= 0)
 		close(rt->uffd);
@@ -130,8 +157,14 @@ int upg_runtime_create(const struct upg_options *opts,
 	if (!err)
 		err = map_private_pages(rt);
 	if (!err)
+		err = store_start(rt);
+	if (!err)
 		err = handlers_start(rt);
+	if (!err)
+		err = evictor_start(rt);
 	if (err) {
+		if (rt->nhandlers)
+			handlers_stop(rt);
 		runtime_free(rt);
 		return err;
 	}
@@ -178,6 +211,7 @@ void upg_runtime_destroy(struct upg_runtime *rt)
 		log_warn("runtime destroyed with %zu region(s) still alive: "
 			 "they were destroyed and their memory unmapped",
 			 alive);
+	evictor_stop(rt);
 	handlers_stop(rt);
 	runtime_free(rt);
 }
@@ -201,6 +235,15 @@ int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 	pthread_rwlock_unlock(&rt->regions_lock);
 	/* Reconciling may have moved pages to RESIDENT: count after it. */
 	counters_export(&rt->ctr, &tmp);
+	if (rt->store) {
+		struct store_stats ss;
+
+		store_get_stats(rt->store, &ss);
+		tmp.store_bytes_in = ss.bytes_in;
+		tmp.store_bytes_stored = ss.bytes_stored;
+		tmp.store_ram_bytes = ss.ram_bytes;
+		tmp.store_disk_bytes = ss.disk_bytes;
+	}
 	/* Only now touch the caller's memory: it may be managed. */
 	memcpy(st, &tmp, sizeof(tmp));
 	return 0;

@@ -42,6 +42,7 @@ struct seq_state {
 struct upg_region {
 	_Atomic uint32_t magic;
 	unsigned flags;
+	bool wp;		/* registered for write-protect faults too */
 	struct upg_runtime *rt;
 	uintptr_t start;
 	size_t size;
@@ -53,6 +54,8 @@ struct upg_region {
 };
 
 struct handler;
+struct evictor;
+struct store;
 
 struct upg_runtime {
 	int uffd;
@@ -71,6 +74,9 @@ struct upg_runtime {
 	_Atomic bool stopping;
 	void *doorbell;		/* one registered page: touched to stop handlers */
 	const void *zero_src;	/* FILL_MAX_PAGES zero pages, never managed */
+
+	struct store *store;	/* NULL without a budget */
+	struct evictor *evictor;
 
 	struct counters ctr;
 	struct hist *hist;	/* [UPG_FAULT_NKINDS] */

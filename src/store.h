@@ -58,7 +58,10 @@ void store_destroy(struct store *st);
 /* True if the 4 KiB page is all zeros (fast, word-at-a-time). */
 bool store_page_is_zero(const void *page);
 
-/* Store one 4 KiB page; sets *handle.  -ENOSPC when both tiers are full. */
+/* Store one 4 KiB page; sets *handle.  -ENOSPC when both tiers are full.
+ * -EIO when the swap file cannot be written and the RAM tier is over its
+ * limit: pages already stored stay readable from RAM, the write is retried
+ * by the next store_put or store_flush. */
 int store_put(struct store *st, const void *page, uint64_t *handle);
 
 /* Read the page of `handle` into the 4 KiB buffer `page`.  Sets *from_disk
@@ -73,6 +76,9 @@ void store_ref(struct store *st, uint64_t handle);
 void store_free(struct store *st, uint64_t handle);
 
 void store_get_stats(struct store *st, struct store_stats *out);
+/* Compressed bytes in the RAM tier now: cheap (one relaxed load), for the
+ * budget check on every fault. */
+uint64_t store_ram_bytes(struct store *st);
 
 /* Test hooks (used by tests only). */
 enum store_fault_inject {
@@ -83,7 +89,8 @@ enum store_fault_inject {
 void store_inject(struct store *st, enum store_fault_inject what);
 /* Flip one byte of the stored object (wherever it lives). -EINVAL if none. */
 int store_corrupt(struct store *st, uint64_t handle);
-/* Push every RAM-tier object to disk now (so tests can exercise disk reads). */
+/* Push every RAM-tier object to disk now (so tests can exercise disk reads).
+ * -EIO if the write failed: the objects stay in RAM, readable. */
 int store_flush(struct store *st);
 
 #endif

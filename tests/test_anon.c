@@ -432,21 +432,18 @@ END_TEST
 Suite *make_suite(void)
 {
 	Suite *s = suite_create("anon");
-	TCase *tc = tcase_create("regions");
 
-	tcase_add_test(tc, untouched_reads_zero_then_writes_stick);
-	tcase_add_test(tc, sequential_access_faults_less);
-	tcase_add_test(tc, four_threads_one_gib_one_handler);
-	tcase_add_test(tc, four_threads_one_gib_three_handlers);
-	tcase_add_test(tc, racing_faults_on_one_page);
-	tcase_add_test(tc, thousand_regions_alive);
-	tcase_add_test(tc, region_of_64_tib);
-	tcase_add_test(tc, bad_arguments_are_einval);
-	tcase_add_test(tc, runtime_destroy_takes_live_regions);
-	tcase_add_test(tc, stats_print_formats);
-	tcase_add_test(tc, fork_child_does_not_inherit);
-	tcase_add_test(tc, kernel_mode_faults_are_served);
-	tcase_set_timeout(tc, 120);
-	suite_add_tcase(s, tc);
+	ADD_TEST(s, untouched_reads_zero_then_writes_stick, 120);
+	ADD_TEST(s, sequential_access_faults_less, 120);
+	ADD_TEST(s, four_threads_one_gib_one_handler, 120);
+	ADD_TEST(s, four_threads_one_gib_three_handlers, 120);
+	ADD_TEST(s, racing_faults_on_one_page, 120);
+	ADD_TEST(s, thousand_regions_alive, 120);
+	ADD_TEST(s, region_of_64_tib, 120);
+	ADD_TEST(s, bad_arguments_are_einval, 120);
+	ADD_TEST(s, runtime_destroy_takes_live_regions, 120);
+	ADD_TEST(s, stats_print_formats, 120);
+	ADD_TEST(s, fork_child_does_not_inherit, 120);
+	ADD_TEST(s, kernel_mode_faults_are_served, 120);
 	return s;
 }

@@ -160,14 +160,12 @@ END_TEST
 Suite *make_suite(void)
 {
 	Suite *s = suite_create("config");
-	TCase *tc = tcase_create("options");
 
-	tcase_add_test(tc, defaults_are_sane);
-	tcase_add_test(tc, sizes_parse);
-	tcase_add_test(tc, environment_applies);
-	tcase_add_test(tc, bad_values_are_named);
-	tcase_add_test(tc, set_by_name);
-	tcase_add_test(tc, validate_catches_fields);
-	suite_add_tcase(s, tc);
+	ADD_TEST(s, defaults_are_sane, 30);
+	ADD_TEST(s, sizes_parse, 30);
+	ADD_TEST(s, environment_applies, 30);
+	ADD_TEST(s, bad_values_are_named, 30);
+	ADD_TEST(s, set_by_name, 30);
+	ADD_TEST(s, validate_catches_fields, 30);
 	return s;
 }

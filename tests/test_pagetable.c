@@ -206,16 +206,13 @@ END_TEST
 Suite *make_suite(void)
 {
 	Suite *s = suite_create("pagetable");
-	TCase *tc = tcase_create("core");
 
-	tcase_add_test(tc, levels_follow_size);
-	tcase_add_test(tc, entries_start_empty_and_keep_values);
-	tcase_add_test(tc, payload_uses_all_48_bits);
-	tcase_add_test(tc, sparse_table_is_cheap);
-	tcase_add_test(tc, trylock_excludes);
-	tcase_add_test(tc, walk_visits_existing_leaves_in_range);
-	tcase_add_test(tc, concurrent_updates_lose_nothing);
-	tcase_set_timeout(tc, 60);
-	suite_add_tcase(s, tc);
+	ADD_TEST(s, levels_follow_size, 60);
+	ADD_TEST(s, entries_start_empty_and_keep_values, 60);
+	ADD_TEST(s, payload_uses_all_48_bits, 60);
+	ADD_TEST(s, sparse_table_is_cheap, 60);
+	ADD_TEST(s, trylock_excludes, 60);
+	ADD_TEST(s, walk_visits_existing_leaves_in_range, 60);
+	ADD_TEST(s, concurrent_updates_lose_nothing, 60);
 	return s;
 }

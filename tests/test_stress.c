@@ -133,11 +133,8 @@ END_TEST
 Suite *make_suite(void)
 {
 	Suite *s = suite_create("stress");
-	TCase *tc = tcase_create("mutex");
 
-	tcase_add_test(tc, mutexes_in_managed_pages_one_handler);
-	tcase_add_test(tc, mutexes_in_managed_pages_four_handlers);
-	tcase_set_timeout(tc, 240);
-	suite_add_tcase(s, tc);
+	ADD_TEST(s, mutexes_in_managed_pages_one_handler, 240);
+	ADD_TEST(s, mutexes_in_managed_pages_four_handlers, 240);
 	return s;
 }

@@ -23,6 +23,16 @@
 #define TIB ((size_t)1 << 40)
 #define TPAGE ((size_t)4096)
 
+/* Each test in its own case named after it, so `CK_RUN_CASE=name` runs
+ * just that one. */
+#define ADD_TEST(suite, fn, timeout)                                          \
+	do {                                                                  \
+		TCase *tc_ = tcase_create(#fn);                               \
+		tcase_add_test(tc_, fn);                                      \
+		tcase_set_timeout(tc_, timeout);                              \
+		suite_add_tcase(suite, tc_);                                  \
+	} while (0)
+
 /* Defined by each test program. */
 Suite *make_suite(void);
 extern const bool test_needs_uffd;

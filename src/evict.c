@@ -1,0 +1,432 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The evictor thread, the budget and the replacement policy.
+ * See evict.h for the protocol.  Locking: the evictor holds regions_lock
+ * for reading while it works on a batch (regions cannot go away under it)
+ * and owns each page it evicts through the entry's BUSY bit.  It never
+ * waits for a handler and never touches a page it has not locked.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#include "evict.h"
+#include "log.h"
+#include "mem.h"
+#include "runtime.h"
+#include "store.h"
+#include "uffd.h"
+#include "util.h"
+
+#define BATCH 64		/* victims chosen per sweep step */
+#define GHOSTS 8192		/* recently evicted pages remembered */
+#define REFAULT_WINDOW_NS 1000000000ull
+#define WAIT_STEP_US 100	/* a handler at the limit re-checks this often */
+#define WAIT_MAX_STEPS 500	/* ...for at most 50 ms */
+
+struct ghost {
+	_Atomic uintptr_t addr;
+	_Atomic uint64_t when;
+};
+
+struct victim {
+	struct upg_region *r;
+	uint64_t idx;
+};
+
+struct evictor {
+	pthread_t thread;
+	pthread_mutex_t lock;
+	pthread_cond_t wake;
+	_Atomic bool stop, kicked;
+	_Atomic bool store_full;	/* the last put found no room */
+	_Atomic bool warned_full, warned_thrash;
+	void *staging;			/* one registered page MOVEs land in */
+	uint64_t limit, high, low;	/* bytes */
+	uintptr_t hand;			/* address the sweep resumes at */
+	struct ghost ghosts[GHOSTS];
+	/* Thrashing detection over one-second windows. */
+	_Atomic uint64_t win_start, win_swapins, win_refaults;
+};
+
+uint64_t budget_usage(struct upg_runtime *rt)
+{
+	int64_t pages = atomic_load_explicit(&rt->ctr.pages_resident,
+					     memory_order_relaxed);
+
+	return (pages > 0 ? (uint64_t)pages << PAGE_SHIFT : 0) +
+	       (rt->store ? store_ram_bytes(rt->store) : 0);
+}
+
+static void kick(struct evictor *ev)
+{
+	if (atomic_exchange(&ev->kicked, true))
+		return;
+	pthread_mutex_lock(&ev->lock);
+	pthread_cond_signal(&ev->wake);
+	pthread_mutex_unlock(&ev->lock);
+}
+
+bool budget_charge(struct upg_runtime *rt, uint64_t npages)
+{
+	struct evictor *ev = rt->evictor;
+	uint64_t need = npages << PAGE_SHIFT;
+
+	if (!ev)
+		return true;
+	if (budget_usage(rt) + need > ev->high)
+		kick(ev);
+	for (int i = 0; i < WAIT_MAX_STEPS; i++) {
+		struct timespec ts = { 0, WAIT_STEP_US * 1000 };
+
+		if (budget_usage(rt) + need <= ev->limit)
+			return true;
+		if (atomic_load(&ev->store_full))
+			break;
+		kick(ev);
+		nanosleep(&ts, NULL);
+	}
+	counter_add(&rt->ctr.over_budget, 1);
+	if (rt->opts.full_policy == UPG_FULL_SIGBUS)
+		return false;
+	if (!atomic_exchange(&ev->warned_full, true))
+		log_warn("memory budget of %llu bytes exceeded: the swap store "
+			 "is full or nothing can be evicted; going over "
+			 "(UPAGER_FULL_POLICY=sigbus refuses instead)",
+			 (unsigned long long)ev->limit);
+	return true;
+}
+
+static struct ghost *ghost_slot(struct evictor *ev, uintptr_t addr)
+{
+	uint64_t h = (addr >> PAGE_SHIFT) * 0x9e3779b97f4a7c15ull;
+
+	return &ev->ghosts[h >> (64 - 13)];
+}
+
+void ghost_note_evicted(struct upg_runtime *rt, uintptr_t addr)
+{
+	struct ghost *g = ghost_slot(rt->evictor, addr);
+
+	atomic_store_explicit(&g->addr, addr, memory_order_relaxed);
+	atomic_store_explicit(&g->when, now_ns(), memory_order_relaxed);
+}
+
+static void thrash_check(struct upg_runtime *rt, struct evictor *ev,
+			 bool refault)
+{
+	uint64_t now = now_ns(), start = atomic_load(&ev->win_start);
+	uint64_t swapins, refaults;
+
+	if (now - start > REFAULT_WINDOW_NS) {
+		swapins = atomic_exchange(&ev->win_swapins, 0);
+		refaults = atomic_exchange(&ev->win_refaults, 0);
+		atomic_store(&ev->win_start, now);
+		/* Most swap-ins are of pages evicted within the last second,
+		 * and many of them: the working set does not fit. */
+		if (refaults > 1000 && refaults * 2 > swapins &&
+		    !atomic_exchange(&ev->warned_thrash, true))
+			log_warn("thrashing: %llu of %llu swap-ins in the last "
+				 "second were pages evicted less than a second "
+				 "before; the working set exceeds the budget",
+				 (unsigned long long)refaults,
+				 (unsigned long long)swapins);
+	}
+	atomic_fetch_add(&ev->win_swapins, 1);
+	if (refault)
+		atomic_fetch_add(&ev->win_refaults, 1);
+}
+
+bool ghost_is_refault(struct upg_runtime *rt, uintptr_t addr)
+{
+	struct evictor *ev = rt->evictor;
+	struct ghost *g;
+	bool refault;
+
+	if (!ev)
+		return false;
+	g = ghost_slot(ev, addr);
+	refault = atomic_load_explicit(&g->addr, memory_order_relaxed) ==
+			  addr &&
+		  now_ns() - atomic_load_explicit(&g->when,
+						  memory_order_relaxed) <
+			  REFAULT_WINDOW_NS;
+	if (refault)
+		counter_add(&rt->ctr.refaults, 1);
+	thrash_check(rt, ev, refault);
+	return refault;
+}
+
+/* ------------------------------------------------------------------ */
+/* Choosing victims                                                    */
+/* ------------------------------------------------------------------ */
+
+struct sweep {
+	struct upg_runtime *rt;
+	struct upg_region *r;
+	struct victim *v;
+	unsigned n, max;
+	uint64_t from;		/* first index of interest in this region */
+	uint64_t next;		/* where the hand stops */
+	bool second_chance;
+};
+
+static bool evictable(pte_t e)
+{
+	return pte_state(e) == PTE_RESIDENT &&
+	       !(e & (PTE_BUSY | PTE_PINNED));
+}
+
+static int sweep_leaf(uint64_t first, _Atomic pte_t *leaf, void *arg)
+{
+	struct sweep *s = arg;
+
+	for (unsigned i = 0; i < PT_FANOUT; i++) {
+		uint64_t idx = first + i;
+		pte_t e;
+
+		if (idx < s->from || idx >= s->r->npages)
+			continue;
+		e = atomic_load_explicit(&leaf[i], memory_order_relaxed);
+		if (!evictable(e))
+			continue;
+		/* CLOCK: a referenced page loses its bit and stays. */
+		if (s->second_chance && (e & PTE_REF)) {
+			pte_cas(&leaf[i], &e, e & ~PTE_REF);
+			continue;
+		}
+		s->v[s->n++] = (struct victim){ s->r, idx };
+		if (s->n == s->max) {
+			s->next = idx + 1;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Advance the hand over the regions in address order, collecting up to
+ * max victims.  Caller holds regions_lock for reading.
+ */
+static unsigned select_victims(struct upg_runtime *rt, struct evictor *ev,
+			       struct victim *v, unsigned max)
+{
+	struct sweep s = { rt, NULL, v, 0, max, 0, 0,
+			   rt->opts.policy != UPG_POLICY_FIFO };
+	size_t nr = rt->nregions, start = 0;
+
+	if (nr == 0)
+		return 0;
+	while (start < nr && rt->regions[start]->start + rt->regions[start]->size
+				     <= ev->hand)
+		start++;
+	/* One lap and a bit: the region the hand is in is visited twice,
+	 * its tail first and its head at the end. */
+	for (size_t k = 0; k <= nr && s.n < max; k++) {
+		struct upg_region *r = rt->regions[(start + k) % nr];
+
+		if (r->flags & UPG_ANON_NOEVICT)
+			continue;
+		s.r = r;
+		s.from = k == 0 && ev->hand > r->start
+				 ? (ev->hand - r->start) >> PAGE_SHIFT
+				 : 0;
+		s.next = r->npages;
+		pt_walk(&r->pt, s.from, r->npages, sweep_leaf, &s);
+		ev->hand = r->start + (s.next << PAGE_SHIFT);
+	}
+	return s.n;
+}
+
+/* ------------------------------------------------------------------ */
+/* Evicting                                                            */
+/* ------------------------------------------------------------------ */
+
+static void *page_of(struct upg_region *r, uint64_t idx)
+{
+	return (void *)(r->start + (idx << PAGE_SHIFT));
+}
+
+/* Returns 1 if the page left memory, 0 if it stayed, -ENOSPC if the store
+ * had no room for it. */
+static int evict_one(struct upg_runtime *rt, struct evictor *ev,
+		     struct upg_region *r, uint64_t idx)
+{
+	_Atomic pte_t *e = pt_entry(&r->pt, idx, false);
+	void *addr = page_of(r, idx);
+	uint64_t handle = 0;
+	pte_t old, val;
+	int rc;
+
+	if (!e || !pte_trylock(e, &old))
+		return 0;
+	if (!evictable(old)) {
+		pte_unlock(e, old);
+		return 0;
+	}
+	if (old & PTE_CACHED) {
+		/* Clean: installed write-protected with its stored copy and
+		 * not written since (a write would have cleared CACHED under
+		 * BUSY first), so no write can land while we drop it. */
+		madvise(addr, PAGE_SIZE, MADV_DONTNEED);
+		val = pte_make(PTE_STORED, 0, pte_payload(old));
+		counter_add(&rt->ctr.evictions_clean, 1);
+		counter_add(&r->ctr.evictions_clean, 1);
+		goto gone;
+	}
+	/* From here on any access to the page faults and waits on BUSY. */
+	rc = uffd_move(rt->uffd, ev->staging, addr, PAGE_SIZE);
+	if (rc == -ENOENT) {
+		/* No page there: the application dropped it itself
+		 * (MADV_DONTNEED), so it reads as zeros now. */
+		val = pte_make(PTE_EMPTY, 0, 0);
+		goto gone;
+	}
+	if (rc < 0) {
+		/* EBUSY: pinned (O_DIRECT, io_uring buffer): never evict. */
+		pte_unlock(e, rc == -EBUSY ? old | PTE_PINNED : old);
+		return 0;
+	}
+	if (store_page_is_zero(ev->staging)) {
+		val = pte_make(PTE_EMPTY, 0, 0);
+	} else {
+		rc = store_put(rt->store, ev->staging, &handle);
+		if (rc < 0) {
+			/* Nothing is lost: the page goes back where it was. */
+			uffd_move(rt->uffd, addr, ev->staging, PAGE_SIZE);
+			pte_unlock(e, old);
+			atomic_store(&ev->store_full, true);
+			return -ENOSPC;
+		}
+		atomic_store(&ev->store_full, false);
+		val = pte_make(PTE_STORED, 0, handle);
+	}
+	madvise(ev->staging, PAGE_SIZE, MADV_DONTNEED);
+	counter_add(&rt->ctr.evictions_dirty, 1);
+	counter_add(&r->ctr.evictions_dirty, 1);
+gone:
+	pte_unlock(e, val);
+	region_add_resident(r, -1);
+	ghost_note_evicted(rt, (uintptr_t)addr);
+	return 1;
+}
+
+/* One round: evict until usage is at the low watermark or nothing more
+ * can go.  Caller holds regions_lock for reading. */
+static void evict_round(struct upg_runtime *rt, struct evictor *ev)
+{
+	struct victim v[BATCH];
+	unsigned idle_laps = 0;
+
+	for (size_t i = 0; i < rt->nregions; i++)
+		region_sync_written(rt->regions[i]);
+	while (budget_usage(rt) > ev->low && !atomic_load(&ev->stop)) {
+		unsigned n = select_victims(rt, ev, v, BATCH), gone = 0;
+
+		for (unsigned i = 0; i < n; i++) {
+			int rc = evict_one(rt, ev, v[i].r, v[i].idx);
+
+			if (rc == -ENOSPC)
+				return;
+			gone += rc == 1;
+		}
+		/* CLOCK may need a lap to clear REF bits before it finds a
+		 * victim; two laps without one mean nothing can go. */
+		if (gone == 0 && ++idle_laps > 2)
+			return;
+	}
+}
+
+static void *evictor_main(void *arg)
+{
+	struct upg_runtime *rt = arg;
+	struct evictor *ev = rt->evictor;
+
+	while (!atomic_load(&ev->stop)) {
+		struct timespec until;
+
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_nsec += 20 * 1000000;
+		if (until.tv_nsec >= 1000000000) {
+			until.tv_sec++;
+			until.tv_nsec -= 1000000000;
+		}
+		pthread_mutex_lock(&ev->lock);
+		if (!atomic_load(&ev->kicked) && !atomic_load(&ev->stop))
+			pthread_cond_timedwait(&ev->wake, &ev->lock, &until);
+		atomic_store(&ev->kicked, false);
+		pthread_mutex_unlock(&ev->lock);
+		if (budget_usage(rt) <= ev->high && !atomic_load(&ev->kicked))
+			continue;
+		pthread_rwlock_rdlock(&rt->regions_lock);
+		evict_round(rt, ev);
+		pthread_rwlock_unlock(&rt->regions_lock);
+	}
+	return NULL;
+}
+
+int evictor_start(struct upg_runtime *rt)
+{
+	struct evictor *ev;
+	uint64_t limit = rt->opts.mem_limit;
+	bool wp;
+	int err;
+
+	if (limit == 0)
+		return 0;
+	ev = mem_alloc(sizeof(*ev));
+	if (!ev)
+		return -ENOMEM;
+	pthread_mutex_init(&ev->lock, NULL);
+	pthread_cond_init(&ev->wake, NULL);
+	ev->limit = limit;
+	ev->high = limit - limit / 16;
+	ev->low = limit - limit / 8;
+	/* The staging page must look like region memory to UFFDIO_MOVE:
+	 * same protections, registered with the same userfaultfd. */
+	ev->staging = mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE,
+			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (ev->staging == MAP_FAILED) {
+		err = -errno;
+		goto fail;
+	}
+	madvise(ev->staging, PAGE_SIZE, MADV_NOHUGEPAGE);
+	madvise(ev->staging, PAGE_SIZE, MADV_DONTFORK);
+	err = uffd_register(rt->uffd, ev->staging, PAGE_SIZE, &wp);
+	if (err)
+		goto fail_map;
+	rt->evictor = ev;
+	err = -pthread_create(&ev->thread, NULL, evictor_main, rt);
+	if (err) {
+		rt->evictor = NULL;
+		goto fail_map;
+	}
+	return 0;
+
+fail_map:
+	munmap(ev->staging, PAGE_SIZE);
+fail:
+	mem_free(ev, sizeof(*ev));
+	log_error("cannot start the evictor: %s", strerror(-err));
+	return err;
+}
+
+void evictor_stop(struct upg_runtime *rt)
+{
+	struct evictor *ev = rt->evictor;
+
+	if (!ev)
+		return;
+	atomic_store(&ev->stop, true);
+	kick(ev);
+	pthread_mutex_lock(&ev->lock);
+	pthread_cond_signal(&ev->wake);
+	pthread_mutex_unlock(&ev->lock);
+	pthread_join(ev->thread, NULL);
+	munmap(ev->staging, PAGE_SIZE);
+	pthread_cond_destroy(&ev->wake);
+	pthread_mutex_destroy(&ev->lock);
+	rt->evictor = NULL;
+	mem_free(ev, sizeof(*ev));
+}

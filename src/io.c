@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/uio.h>
+
+#include "io.h"
+#include "log.h"
+#include "mem.h"
+#include "util.h"
+
+/* A segment goes out as a batch of WRITE_FIXEDs of at most this size,
+ * submitted with one io_uring_enter. */
+#define IO_CHUNK ((size_t)64 << 10)
+#define IO_QD 8
+
+struct io_reader {
+	pthread_mutex_t lock;	/* held from submission to completion */
+	struct io_uring ring;
+	bool ready;
+	char *buf;		/* registered buffer 0 */
+	size_t buf_size;
+	struct io *io;
+};
+
+struct io {
+	struct io_reader w;	/* the writer: buffers IO_WBUF_SEG, _GC */
+	struct io_reader r[IO_NREADERS];
+	char *arena;		/* every registered buffer, one mapping */
+	size_t arena_size;
+	size_t wbuf_size;
+	_Atomic unsigned next;
+	_Atomic int fail_read, fail_write;
+};
+
+static int ring_init(struct io_reader *r, int fd, struct iovec *iov,
+		     unsigned niov, unsigned entries)
+{
+	int err;
+
+	/* COOP_TASKRUN: the thread that submits is the one that waits, so
+	 * there is no need to interrupt it for completions.  No SQPOLL (a
+	 * core spinning), no SINGLE_ISSUER (several threads take turns). */
+	err = io_uring_queue_init(entries, &r->ring, IORING_SETUP_COOP_TASKRUN);
+	if (err == -EINVAL)
+		err = io_uring_queue_init(entries, &r->ring, 0);
+	if (err < 0)
+		return err;
+	r->ready = true;
+	err = io_uring_register_files(&r->ring, &fd, 1);
+	if (err < 0)
+		return err;
+	return io_uring_register_buffers(&r->ring, iov, niov);
+}
+
+int io_create(int fd, size_t wbuf_size, struct io **out)
+{
+	struct iovec iov[IO_NWBUF];
+	struct io *io;
+	int err;
+
+	io = mem_alloc(sizeof(*io));
+	if (!io)
+		return -ENOMEM;
+	io->wbuf_size = wbuf_size;
+	io->arena_size = IO_NWBUF * wbuf_size + IO_NREADERS * PAGE_SIZE;
+	io->arena = mem_alloc(io->arena_size);
+	if (!io->arena) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	for (unsigned i = 0; i < IO_NWBUF; i++)
+		iov[i] = (struct iovec){ io->arena + i * wbuf_size, wbuf_size };
+	io->w.buf = io->arena;
+	io->w.buf_size = wbuf_size;
+	io->w.io = io;
+	pthread_mutex_init(&io->w.lock, NULL);
+	err = ring_init(&io->w, fd, iov, IO_NWBUF, IO_QD);
+	for (unsigned i = 0; i < IO_NREADERS && !err; i++) {
+		struct io_reader *r = &io->r[i];
+
+		r->buf = io->arena + IO_NWBUF * wbuf_size + i * PAGE_SIZE;
+		r->buf_size = PAGE_SIZE;
+		r->io = io;
+		pthread_mutex_init(&r->lock, NULL);
+		iov[0] = (struct iovec){ r->buf, PAGE_SIZE };
+		err = ring_init(r, fd, iov, 1, 2);
+	}
+	if (err)
+		goto fail;
+	*out = io;
+	return 0;
+fail:
+	io_destroy(io);
+	return err;
+}
+
+static void ring_exit(struct io_reader *r)
+{
+	if (r->ready)
+		io_uring_queue_exit(&r->ring);
+	if (r->io)
+		pthread_mutex_destroy(&r->lock);
+}
+
+void io_destroy(struct io *io)
+{
+	if (!io)
+		return;
+	ring_exit(&io->w);
+	for (unsigned i = 0; i < IO_NREADERS; i++)
+		ring_exit(&io->r[i]);
+	mem_free(io->arena, io->arena_size);
+	mem_free(io, sizeof(*io));
+}
+
+void *io_wbuf(struct io *io, enum io_wbuf which)
+{
+	return io->arena + (size_t)which * io->wbuf_size;
+}
+
+/* Submit up to IO_QD chunks from `pos` and wait for them all.  Returns the
+ * bytes done in order from `pos` (a short chunk ends the count), or -errno. */
+static long xfer_batch(struct io_reader *r, bool write, unsigned bi,
+		       char *buf, uint64_t off, size_t len)
+{
+	_Atomic int *fail = write ? &r->io->fail_write : &r->io->fail_read;
+	long got[IO_QD];
+	unsigned n = 0;
+	long done = 0;
+	int err = 0, sub;
+
+	for (size_t pos = 0; pos < len && n < IO_QD; pos += IO_CHUNK, n++) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+		unsigned c = (unsigned)MIN(IO_CHUNK, len - pos);
+
+		if (write)
+			io_uring_prep_write_fixed(sqe, 0, buf + pos, c,
+						  off + pos, (int)bi);
+		else
+			io_uring_prep_read_fixed(sqe, 0, buf + pos, c,
+						 off + pos, (int)bi);
+		sqe->flags |= IOSQE_FIXED_FILE;
+		io_uring_sqe_set_data64(sqe, n);
+	}
+	sub = io_uring_submit_and_wait(&r->ring, n);
+	if (sub < 0)
+		return sub;
+	for (int i = 0; i < sub && err >= 0; i++) {
+		struct io_uring_cqe *cqe;
+
+		do
+			err = io_uring_wait_cqe(&r->ring, &cqe);
+		while (err == -EINTR);
+		if (err < 0)
+			break;
+		got[cqe->user_data] = cqe->res;
+		io_uring_cqe_seen(&r->ring, cqe);
+		if (atomic_exchange(fail, 0))
+			got[cqe->user_data] = -EIO;
+	}
+	if (err < 0)
+		return err;
+	if ((unsigned)sub < n)	/* not expected: the ring has room for all */
+		return -EIO;
+	for (unsigned i = 0; i < n; i++) {
+		long want = (long)MIN(IO_CHUNK, len - i * IO_CHUNK);
+
+		if (got[i] < 0)
+			return got[i];
+		done += got[i];
+		if (got[i] < want)
+			break;
+	}
+	return done;
+}
+
+/* Move `len` bytes, resubmitting after short transfers. */
+static int xfer(struct io_reader *r, bool write, unsigned bi, char *buf,
+		uint64_t off, size_t len)
+{
+	while (len > 0) {
+		long n = xfer_batch(r, write, bi, buf, off, len);
+
+		if (n < 0)
+			return (int)n;
+		if (n == 0)	/* end of file, or a device that gives up */
+			return -EIO;
+		buf += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int writer_xfer(struct io *io, bool write, enum io_wbuf which,
+		       uint64_t off, size_t len)
+{
+	int err;
+
+	pthread_mutex_lock(&io->w.lock);
+	err = xfer(&io->w, write, which, io_wbuf(io, which), off, len);
+	pthread_mutex_unlock(&io->w.lock);
+	if (err)
+		log_error("swap file %s of %zu bytes at %llu failed: %d",
+			  write ? "write" : "read", len,
+			  (unsigned long long)off, err);
+	return err;
+}
+
+int io_write(struct io *io, enum io_wbuf which, uint64_t off, size_t len)
+{
+	return writer_xfer(io, true, which, off, len);
+}
+
+int io_read(struct io *io, enum io_wbuf which, uint64_t off, size_t len)
+{
+	return writer_xfer(io, false, which, off, len);
+}
+
+struct io_reader *io_reader_get(struct io *io)
+{
+	unsigned start = atomic_fetch_add_explicit(&io->next, 1,
+						   memory_order_relaxed);
+	struct io_reader *r;
+
+	for (unsigned i = 0; i < IO_NREADERS; i++) {
+		r = &io->r[(start + i) % IO_NREADERS];
+		if (pthread_mutex_trylock(&r->lock) == 0)
+			return r;
+	}
+	r = &io->r[start % IO_NREADERS];
+	pthread_mutex_lock(&r->lock);
+	return r;
+}
+
+int io_reader_read(struct io_reader *r, uint64_t off)
+{
+	int err = xfer(r, false, 0, r->buf, off, PAGE_SIZE);
+
+	if (err)
+		log_error("swap file read at %llu failed: %d",
+			  (unsigned long long)off, err);
+	return err;
+}
+
+const void *io_reader_buf(const struct io_reader *r)
+{
+	return r->buf;
+}
+
+void io_reader_put(struct io_reader *r)
+{
+	pthread_mutex_unlock(&r->lock);
+}
+
+void io_inject(struct io *io, enum io_fail what)
+{
+	atomic_store(&io->fail_read, what == IO_FAIL_READ);
+	atomic_store(&io->fail_write, what == IO_FAIL_WRITE);
+}

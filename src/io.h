@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * io_uring access to the swap file.
+ *
+ * liburing rings are not thread-safe, so the file is served by a small pool
+ * of rings, each behind its own mutex that its user holds from submission to
+ * completion (so no one ever reaps another's completion):
+ *  - one writer ring with two registered segment-sized buffers, for the
+ *    store's put path (segment writes, compaction reads), which the store
+ *    already serialises with its put lock;
+ *  - IO_NREADERS reader rings with one registered 4 KiB buffer each, for
+ *    page-ins: a store_get takes a free one (or waits for one), so up to
+ *    IO_NREADERS page-ins are in flight at once and no reader waits behind
+ *    the writer.
+ * The file is registered with every ring; all I/O is READ_FIXED/WRITE_FIXED.
+ */
+#ifndef UPAGER_IO_H
+#define UPAGER_IO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define IO_NREADERS 4
+
+/* The writer's registered buffers. */
+enum io_wbuf {
+	IO_WBUF_SEG = 0,	/* the segment being filled for the disk */
+	IO_WBUF_GC = 1,		/* a segment read back for compaction */
+	IO_NWBUF
+};
+
+/* Fault injection (tests): the next read or write completes with -EIO;
+ * IO_FAIL_NONE cancels what is pending. */
+enum io_fail {
+	IO_FAIL_NONE = 0,
+	IO_FAIL_READ = 1,
+	IO_FAIL_WRITE = 2,
+};
+
+struct io;
+struct io_reader;
+
+/* Set up the rings over `fd`, with writer buffers of `wbuf_size` bytes
+ * (a multiple of 4 KiB).  -ENOSYS/-EPERM: no io_uring here; -ENOMEM. */
+int io_create(int fd, size_t wbuf_size, struct io **out);
+void io_destroy(struct io *io);
+
+/* The writer's buffer `which` (page-aligned, wbuf_size bytes). */
+void *io_wbuf(struct io *io, enum io_wbuf which);
+
+/* Write or read `len` bytes (4 KiB multiples) between the start of writer
+ * buffer `which` and file offset `off`.  Caller serialises writer use. */
+int io_write(struct io *io, enum io_wbuf which, uint64_t off, size_t len);
+int io_read(struct io *io, enum io_wbuf which, uint64_t off, size_t len);
+
+/* Take a reader ring (waits if all are busy); give it back with
+ * io_reader_put.  io_reader_read fills its 4 KiB buffer from the block at
+ * `off`; the buffer stays valid until io_reader_put. */
+struct io_reader *io_reader_get(struct io *io);
+int io_reader_read(struct io_reader *r, uint64_t off);
+const void *io_reader_buf(const struct io_reader *r);
+void io_reader_put(struct io_reader *r);
+
+void io_inject(struct io *io, enum io_fail what);
+
+#endif

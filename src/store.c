@@ -1,0 +1,1055 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The compressed page store.
+ *
+ * Layout.  Objects (compressed pages, or raw ones) are packed into 4 KiB
+ * blocks that no object crosses, blocks into 128 KiB segments.  A handle is
+ * (generation << 32 | index) into an object table whose entry says where the
+ * object is now (segment, offset, length) and its checksum, so the store may
+ * move objects without the callers noticing.  Each segment keeps a summary
+ * (the indices appended to it) so that it can be emptied without a search.
+ *
+ * Tiers.  New objects go into the open segment (RAM).  A full open segment
+ * is sealed onto the RAM FIFO, which holds at most ram_limit / 128 KiB
+ * segments.  Beyond that, the oldest RAM segment is emptied: its live
+ * objects are copied (still compressed) into the disk-bound segment
+ * ("dopen", which lives in a registered buffer of the writer ring) and,
+ * when that is full, it is written to a free slot of the swap file with one
+ * batch of WRITE_FIXEDs.  Besides the ram_limit segments, the RAM tier uses
+ * two staging segments (open and dopen).  The swap file has
+ * swap_size / 128 KiB slots and never grows beyond them.
+ *
+ * Compaction.  Disk segments count their live bytes.  When a new dopen
+ * would leave fewer than GC_RESERVE free slots, or when less than half the
+ * bytes of the used slots are live, the sparsest disk segments are read back
+ * (one READ_FIXED each) and their live objects copied into dopen; their
+ * slots are then reused.  Compaction may use the reserved slot, so it can
+ * always finish a victim.  A segment whose objects are all freed is
+ * released at once.
+ *
+ * Locks.
+ *  - put_lock serialises the writers: store_put, store_flush, store_corrupt
+ *    and the compaction they run.  It guards the open and dopen segments'
+ *    contents, every summary and the writer ring, and is held across disk
+ *    writes and compaction reads.
+ *  - lock (rwlock, writers preferred) guards the object table, segment
+ *    states and buffers, the FIFO, the slot map and the counters.  It is
+ *    never held across disk I/O.  store_get holds it for reading while it
+ *    decodes a RAM-tier object (so the buffer cannot go away under it) and,
+ *    for a disk object, only to find it and afterwards to check that its
+ *    segment was not recycled while the read was in flight (epoch).
+ *  Order: put_lock, then lock; a reader ring, then lock.
+ *
+ * Failures.  A failed segment write leaves the segment in RAM, readable,
+ * and is retried at the next write-out; store_put returns -EIO meanwhile
+ * once the RAM tier is over its limit.  A failed read returns -EIO and the
+ * object stays.  A checksum mismatch returns -EBADMSG.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "codec.h"
+#include "io.h"
+#include "log.h"
+#include "mem.h"
+#include "store.h"
+#include "upager.h"
+#include "util.h"
+
+#define SEG_SIZE ((size_t)128 << 10)
+#define SEG_NONE UINT32_MAX
+#define GC_RESERVE 1		/* free slots only compaction may take */
+#define GC_MAX_VICTIMS 16	/* per compaction run */
+#define MAX_SEGS (UINT32_C(1) << 24)
+
+#define TAB_SHIFT 12		/* object table: chunks of 4096 entries */
+#define TAB_CHUNK (UINT32_C(1) << TAB_SHIFT)
+#define TAB_DIR (UINT32_C(1) << 16)
+
+enum seg_state { SEG_FREE, SEG_OPEN, SEG_DOPEN, SEG_RAM, SEG_DISK, SEG_BUSY };
+
+struct obj {
+	uint32_t seg;		/* segment; next free index when free */
+	uint32_t off;		/* byte offset in the segment */
+	uint32_t csum;		/* of the stored bytes */
+	uint32_t refs;		/* 0: free */
+	uint16_t len;		/* stored bytes; PAGE_SIZE: raw */
+	uint16_t gen;		/* bumped when freed, so stale handles fail */
+};
+
+struct seg {
+	uint8_t state;
+	uint32_t epoch;		/* bumped when released */
+	int32_t slot;		/* disk slot, or -1 */
+	uint32_t live;		/* bytes of live objects */
+	uint32_t used;		/* append cursor, block tails included */
+	uint32_t prev, next;	/* RAM FIFO, or free list (next) */
+	char *buf;		/* contents in RAM, NULL when only on disk */
+	uint32_t *sum;		/* indices appended (put_lock) */
+	uint32_t nsum, sum_cap;
+};
+
+struct store {
+	pthread_mutex_t put_lock;
+	pthread_rwlock_t lock;
+	int fd;
+	struct io *io;
+	struct codec *codec;
+
+	struct obj **dir;	/* object table chunks */
+	uint32_t nidx;		/* indices handed out (0 is never used) */
+	uint32_t free_idx;	/* free list of indices, 0 = empty */
+
+	struct seg *segs;
+	uint32_t nsegs, free_seg;
+	uint32_t fifo_head, fifo_tail, fifo_count, ram_cap;
+	uint32_t open, dopen;	/* put_lock */
+	bool in_gc;		/* put_lock */
+
+	uint64_t *slot_map;
+	uint32_t nslots, free_slots;
+
+	uint64_t objects, bytes_in, bytes_stored, raw_pages;
+	uint64_t ram_bytes, disk_bytes, file_bytes, compactions;
+	_Atomic uint64_t reads_ram, reads_disk, io_errors, checksum_errors;
+
+	char scratch[CODEC_RAW_LIMIT];	/* compressed output (put_lock) */
+};
+
+static inline void wrlock(struct store *st)
+{
+	pthread_rwlock_wrlock(&st->lock);
+}
+
+static inline void rdlock(struct store *st)
+{
+	pthread_rwlock_rdlock(&st->lock);
+}
+
+static inline void unlock(struct store *st)
+{
+	pthread_rwlock_unlock(&st->lock);
+}
+
+static inline void count(_Atomic uint64_t *c)
+{
+	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
+}
+
+bool store_page_is_zero(const void *page)
+{
+	const uint64_t *w = page;
+
+	for (size_t i = 0; i < PAGE_SIZE / 8; i += 8) {
+		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] |
+		    w[i + 5] | w[i + 6] | w[i + 7])
+			return false;
+	}
+	return true;
+}
+
+/* ---- object table (lock) ---------------------------------------------- */
+
+static inline struct obj *obj_at(struct store *st, uint32_t idx)
+{
+	return &st->dir[idx >> TAB_SHIFT][idx & (TAB_CHUNK - 1)];
+}
+
+/* The live object of `handle`, or NULL.  lock held. */
+static struct obj *obj_lookup(struct store *st, uint64_t handle)
+{
+	uint32_t idx = (uint32_t)handle;
+	struct obj *o;
+
+	if (idx == 0 || idx >= st->nidx || handle > STORE_HANDLE_MAX)
+		return NULL;
+	o = obj_at(st, idx);
+	if (!o->refs || o->gen != (uint16_t)(handle >> 32))
+		return NULL;
+	return o;
+}
+
+/* A free index, its chunk mapped.  lock held for writing. */
+static int obj_new(struct store *st, uint32_t *idx)
+{
+	uint32_t i = st->free_idx;
+	struct obj **chunk;
+
+	if (i) {
+		st->free_idx = obj_at(st, i)->seg;
+		*idx = i;
+		return 0;
+	}
+	i = st->nidx;
+	if (i >= TAB_DIR * TAB_CHUNK)
+		return -ENOSPC;
+	chunk = &st->dir[i >> TAB_SHIFT];
+	if (!*chunk) {
+		*chunk = mem_alloc(TAB_CHUNK * sizeof(struct obj));
+		if (!*chunk)
+			return -ENOMEM;
+	}
+	st->nidx++;
+	*idx = i;
+	return 0;
+}
+
+static void obj_del(struct store *st, uint32_t idx)
+{
+	struct obj *o = obj_at(st, idx);
+
+	o->refs = 0;
+	o->gen++;
+	o->seg = st->free_idx;
+	st->free_idx = idx;
+}
+
+/* ---- segments and slots (lock) ----------------------------------------- */
+
+static inline struct seg *seg_of(struct store *st, uint32_t id)
+{
+	return &st->segs[id];
+}
+
+static void live_add(struct store *st, struct seg *s, int64_t delta)
+{
+	s->live += (uint32_t)delta;
+	if (s->buf)
+		st->ram_bytes += (uint64_t)delta;
+	else
+		st->disk_bytes += (uint64_t)delta;
+}
+
+/* Change where a segment's contents live, moving its bytes between the
+ * tiers' counters. */
+static void seg_set_buf(struct store *st, struct seg *s, char *buf)
+{
+	int64_t live = s->live;
+
+	live_add(st, s, -live);
+	s->buf = buf;
+	live_add(st, s, live);
+}
+
+static int slot_alloc(struct store *st)
+{
+	for (uint32_t w = 0; w * 64 < st->nslots; w++) {
+		uint64_t bits = st->slot_map[w];
+
+		if (~bits) {
+			int b = __builtin_ctzll(~bits);
+
+			st->slot_map[w] |= UINT64_C(1) << b;
+			st->free_slots--;
+			return (int)(w * 64 + (uint32_t)b);
+		}
+	}
+	return -1;
+}
+
+static void slot_free(struct store *st, int slot)
+{
+	st->slot_map[slot / 64] &= ~(UINT64_C(1) << (slot % 64));
+	st->free_slots++;
+}
+
+static uint32_t seg_alloc(struct store *st, enum seg_state state, char *buf)
+{
+	uint32_t id = st->free_seg;
+	struct seg *s;
+
+	if (id == SEG_NONE)
+		return SEG_NONE;
+	s = seg_of(st, id);
+	st->free_seg = s->next;
+	s->state = state;
+	s->slot = -1;
+	s->live = s->used = 0;
+	s->buf = buf;
+	s->nsum = 0;
+	return id;
+}
+
+static void fifo_remove(struct store *st, struct seg *s)
+{
+	if (s->prev != SEG_NONE)
+		seg_of(st, s->prev)->next = s->next;
+	else
+		st->fifo_head = s->next;
+	if (s->next != SEG_NONE)
+		seg_of(st, s->next)->prev = s->prev;
+	else
+		st->fifo_tail = s->prev;
+	st->fifo_count--;
+}
+
+/* Append at the tail (sealing) or put back at the head (a failed write-out
+ * of the oldest). */
+static void fifo_add(struct store *st, uint32_t id, bool head)
+{
+	struct seg *s = seg_of(st, id);
+
+	s->state = SEG_RAM;
+	s->prev = head ? SEG_NONE : st->fifo_tail;
+	s->next = head ? st->fifo_head : SEG_NONE;
+	if (s->prev != SEG_NONE)
+		seg_of(st, s->prev)->next = id;
+	else
+		st->fifo_head = id;
+	if (s->next != SEG_NONE)
+		seg_of(st, s->next)->prev = id;
+	else
+		st->fifo_tail = id;
+	st->fifo_count++;
+}
+
+/* Give a segment back: its memory (unless it is the writer's registered
+ * buffer), its slot, its summary. */
+static void seg_release(struct store *st, uint32_t id)
+{
+	struct seg *s = seg_of(st, id);
+
+	if (s->state == SEG_RAM)
+		fifo_remove(st, s);
+	if (s->buf && s->state != SEG_DOPEN)
+		mem_free(s->buf, SEG_SIZE);
+	if (s->slot >= 0)
+		slot_free(st, s->slot);
+	mem_free(s->sum, s->sum_cap * sizeof(uint32_t));
+	s->sum = NULL;
+	s->nsum = s->sum_cap = 0;
+	s->buf = NULL;
+	s->state = SEG_FREE;
+	s->epoch++;
+	s->next = st->free_seg;
+	st->free_seg = id;
+}
+
+/* Return a segment taken for emptying to where it was, or release it if
+ * its objects were freed meanwhile. */
+static void seg_unbusy(struct store *st, uint32_t id)
+{
+	struct seg *s = seg_of(st, id);
+
+	if (s->live == 0)
+		seg_release(st, id);
+	else if (s->buf)
+		fifo_add(st, id, true);
+	else
+		s->state = SEG_DISK;
+}
+
+/* ---- appending (put_lock) ------------------------------------------------ */
+
+/* Offset where `len` bytes would go in segment `id` (no object crosses a
+ * block), or -1 if they do not fit or there is no such segment. */
+static long seg_fit(struct store *st, uint32_t id, size_t len)
+{
+	size_t pos;
+
+	if (id == SEG_NONE)
+		return -1;
+	pos = seg_of(st, id)->used;
+
+	if ((pos & (PAGE_SIZE - 1)) + len > PAGE_SIZE)
+		pos = (pos + PAGE_SIZE - 1) & PAGE_MASK;
+	return pos + len <= SEG_SIZE ? (long)pos : -1;
+}
+
+/* Make room for one more summary entry, so that publishing cannot fail. */
+static int sum_reserve(struct seg *s)
+{
+	uint32_t cap = s->sum_cap ? s->sum_cap * 2 : 64;
+	uint32_t *sum;
+
+	if (s->nsum < s->sum_cap)
+		return 0;
+	sum = mem_alloc(cap * sizeof(*sum));
+	if (!sum)
+		return -ENOMEM;
+	if (s->sum) {
+		memcpy(sum, s->sum, s->nsum * sizeof(*sum));
+		mem_free(s->sum, s->sum_cap * sizeof(*sum));
+	}
+	s->sum = sum;
+	s->sum_cap = cap;
+	return 0;
+}
+
+/* Record that object idx now lives at (id, pos).  lock held for writing. */
+static void obj_place(struct store *st, uint32_t idx, uint32_t id, long pos)
+{
+	struct obj *o = obj_at(st, idx);
+	struct seg *s = seg_of(st, id);
+
+	o->seg = id;
+	o->off = (uint32_t)pos;
+	s->used = (uint32_t)pos + o->len;
+	s->sum[s->nsum++] = idx;
+	live_add(st, s, o->len);
+}
+
+static bool gc_wanted(struct store *st)
+{
+	uint32_t used;
+	bool want;
+
+	rdlock(st);
+	used = st->nslots - st->free_slots;
+	want = st->free_slots <= GC_RESERVE ||
+	       (used >= 4 && st->disk_bytes * 2 < (uint64_t)used * SEG_SIZE);
+	unlock(st);
+	return want;
+}
+
+static int compact(struct store *st);
+
+/* Open a new disk-bound segment on a free slot.  Outside compaction the
+ * last GC_RESERVE slots are left for compaction, which runs first if slots
+ * are short or the disk is mostly dead bytes. */
+static int dopen_new(struct store *st)
+{
+	uint32_t id;
+	int err = 0;
+
+	if (!st->in_gc && gc_wanted(st)) {
+		compact(st);
+		if (st->dopen != SEG_NONE)	/* compaction left one open */
+			return 0;
+	}
+	wrlock(st);
+	if (st->free_slots <= (st->in_gc ? 0 : GC_RESERVE)) {
+		err = -ENOSPC;
+	} else {
+		id = seg_alloc(st, SEG_DOPEN, io_wbuf(st->io, IO_WBUF_SEG));
+		if (id == SEG_NONE) {
+			err = -ENOSPC;
+		} else {
+			seg_of(st, id)->slot = slot_alloc(st);
+			st->dopen = id;
+		}
+	}
+	unlock(st);
+	return err;
+}
+
+/* Write dopen to its slot; on success it becomes a disk segment. */
+static int dopen_write(struct store *st)
+{
+	struct seg *d = seg_of(st, st->dopen);
+	size_t len = ((size_t)d->used + PAGE_SIZE - 1) & PAGE_MASK;
+	uint64_t off = (uint64_t)d->slot * SEG_SIZE;
+	int err;
+
+	err = io_write(st->io, IO_WBUF_SEG, off, len);
+	if (err) {
+		count(&st->io_errors);
+		return -EIO;
+	}
+	wrlock(st);
+	seg_set_buf(st, d, NULL);
+	d->state = SEG_DISK;
+	st->file_bytes = MAX(st->file_bytes, off + len);
+	if (d->live == 0)
+		seg_release(st, st->dopen);
+	st->dopen = SEG_NONE;
+	unlock(st);
+	return 0;
+}
+
+/* Find room for `len` bytes in dopen, writing out a full one first. */
+static long dopen_room(struct store *st, size_t len)
+{
+	for (int tries = 0; tries < 3; tries++) {
+		long pos = seg_fit(st, st->dopen, len);
+		int err;
+
+		if (pos >= 0)
+			return pos;
+		if (st->dopen != SEG_NONE) {
+			err = dopen_write(st);
+			if (err)
+				return err;
+		}
+		err = dopen_new(st);
+		if (err)
+			return err;
+	}
+	return -ENOSPC;
+}
+
+/* Copy object idx, if it still lives in segment `id` (whose contents are at
+ * `src`), into dopen, without decompressing it. */
+static int migrate_obj(struct store *st, uint32_t id, const char *src,
+		       uint32_t idx)
+{
+	struct obj *o = obj_at(st, idx);
+	uint32_t off, len;
+	struct seg *d;
+	bool live;
+	long pos;
+	int err;
+
+	/* Only this thread (put_lock) moves objects or reuses indices, so
+	 * what we read here stays true, except that the object may be
+	 * freed meanwhile: checked again when publishing. */
+	rdlock(st);
+	live = o->refs && o->seg == id;
+	off = o->off;
+	len = o->len;
+	unlock(st);
+	if (!live)
+		return 0;
+	pos = dopen_room(st, len);
+	if (pos < 0)
+		return (int)pos;
+	d = seg_of(st, st->dopen);
+	err = sum_reserve(d);
+	if (err)
+		return err;
+	memcpy(d->buf + pos, src + off, len);
+	wrlock(st);
+	if (o->refs && o->seg == id) {
+		live_add(st, seg_of(st, id), -(int64_t)len);
+		obj_place(st, idx, st->dopen, pos);
+	}
+	unlock(st);
+	return 0;
+}
+
+/* Move every live object of the busy segment `id` into dopen. */
+static int migrate(struct store *st, uint32_t id, const char *src)
+{
+	struct seg *s = seg_of(st, id);
+
+	for (uint32_t i = 0; i < s->nsum; i++) {
+		int err = migrate_obj(st, id, src, s->sum[i]);
+
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+/* The disk segment with the fewest live bytes, at most max_live, marked
+ * busy; SEG_NONE if there is none. */
+static uint32_t pick_victim(struct store *st, uint32_t max_live)
+{
+	uint32_t best = SEG_NONE;
+
+	wrlock(st);
+	for (uint32_t i = 0; i < st->nsegs; i++) {
+		struct seg *s = seg_of(st, i);
+
+		if (s->state == SEG_DISK && s->live <= max_live &&
+		    (best == SEG_NONE || s->live < seg_of(st, best)->live))
+			best = i;
+	}
+	if (best != SEG_NONE)
+		seg_of(st, best)->state = SEG_BUSY;
+	unlock(st);
+	return best;
+}
+
+/* Empty one disk segment into dopen and free its slot. */
+static int compact_one(struct store *st, uint32_t max_live)
+{
+	uint32_t id = pick_victim(st, max_live);
+	struct seg *v;
+	int err;
+
+	if (id == SEG_NONE)
+		return -ENOSPC;
+	v = seg_of(st, id);
+	/* Its slot and contents stay until released below: readers may
+	 * still read it from disk meanwhile. */
+	err = io_read(st->io, IO_WBUF_GC, (uint64_t)v->slot * SEG_SIZE,
+		      ((size_t)v->used + PAGE_SIZE - 1) & PAGE_MASK);
+	if (err)
+		count(&st->io_errors);
+	else
+		err = migrate(st, id, io_wbuf(st->io, IO_WBUF_GC));
+	wrlock(st);
+	if (err) {
+		seg_unbusy(st, id);
+	} else {
+		seg_release(st, id);
+		st->compactions++;
+	}
+	unlock(st);
+	return err;
+}
+
+/* Free slots by emptying the sparsest disk segments: up to 3/4 live when
+ * slots are short, up to 1/2 when only utilisation is low. */
+static int compact(struct store *st)
+{
+	int err = 0;
+
+	st->in_gc = true;
+	for (int n = 0; n < GC_MAX_VICTIMS && gc_wanted(st); n++) {
+		uint32_t max_live;
+
+		rdlock(st);
+		max_live = st->free_slots <= GC_RESERVE ? SEG_SIZE * 3 / 4 :
+							  SEG_SIZE / 2;
+		unlock(st);
+		err = compact_one(st, max_live);
+		if (err)
+			break;
+	}
+	st->in_gc = false;
+	return err;
+}
+
+/* Write out the oldest RAM segments until at most `target` remain. */
+static int shrink_ram(struct store *st, uint32_t target)
+{
+	for (;;) {
+		uint32_t id;
+		int err;
+
+		wrlock(st);
+		id = st->fifo_count > target ? st->fifo_head : SEG_NONE;
+		if (id != SEG_NONE) {
+			fifo_remove(st, seg_of(st, id));
+			seg_of(st, id)->state = SEG_BUSY;
+		}
+		unlock(st);
+		if (id == SEG_NONE)
+			return 0;
+		err = migrate(st, id, seg_of(st, id)->buf);
+		wrlock(st);
+		if (err)
+			seg_unbusy(st, id);
+		else
+			seg_release(st, id);
+		unlock(st);
+		if (err)
+			return err;
+	}
+}
+
+/* Seal the open segment onto the RAM FIFO. */
+static void seal_open(struct store *st)
+{
+	if (st->open == SEG_NONE)
+		return;
+	wrlock(st);
+	if (seg_of(st, st->open)->live)
+		fifo_add(st, st->open, false);
+	else
+		seg_release(st, st->open);
+	st->open = SEG_NONE;
+	unlock(st);
+}
+
+/* Find room for `len` bytes in the open segment, sealing a full one and
+ * writing out the oldest RAM segments beyond the limit. */
+static long open_room(struct store *st, size_t len)
+{
+	long pos = seg_fit(st, st->open, len);
+	char *buf;
+	int err;
+
+	if (pos >= 0)
+		return pos;
+	/* A write-out failed last time: do not grow the RAM tier further
+	 * until it succeeds. */
+	err = shrink_ram(st, st->ram_cap);
+	if (err)
+		return err;
+	buf = mem_alloc(SEG_SIZE);
+	if (!buf)
+		return -ENOMEM;
+	seal_open(st);
+	wrlock(st);
+	st->open = seg_alloc(st, SEG_OPEN, buf);
+	unlock(st);
+	if (st->open == SEG_NONE) {
+		mem_free(buf, SEG_SIZE);
+		return -ENOSPC;
+	}
+	/* Errors here are retried by the next seal, above. */
+	err = shrink_ram(st, st->ram_cap);
+	if (err && err != -ENOSPC)
+		log_warn("store: RAM tier over its limit: %d", err);
+	return 0;
+}
+
+/* ---- the API ------------------------------------------------------------- */
+
+int store_put(struct store *st, const void *page, uint64_t *handle)
+{
+	size_t len;
+	const void *src;
+	uint32_t csum, idx;
+	struct seg *s;
+	long pos;
+	int err;
+
+	pthread_mutex_lock(&st->put_lock);
+	len = codec_compress(st->codec, page, st->scratch);
+	src = len ? st->scratch : page;
+	len = len ? len : PAGE_SIZE;
+	csum = codec_checksum(src, len, 0);
+	pos = open_room(st, len);
+	err = pos < 0 ? (int)pos : 0;
+	if (err)
+		goto out;
+	s = seg_of(st, st->open);
+	err = sum_reserve(s);
+	if (err)
+		goto out;
+	memcpy(s->buf + pos, src, len);
+
+	wrlock(st);
+	err = obj_new(st, &idx);
+	if (!err) {
+		struct obj *o = obj_at(st, idx);
+
+		o->refs = 1;
+		o->len = (uint16_t)len;
+		o->csum = csum;
+		obj_place(st, idx, st->open, pos);
+		st->objects++;
+		st->bytes_in += PAGE_SIZE;
+		st->bytes_stored += len;
+		st->raw_pages += len == PAGE_SIZE;
+		*handle = (uint64_t)o->gen << 32 | idx;
+	}
+	unlock(st);
+out:
+	pthread_mutex_unlock(&st->put_lock);
+	return err;
+}
+
+/* Check and decode a stored object into `page`. */
+static int obj_decode(struct store *st, const char *src, const struct obj *o,
+		      uint64_t handle, void *page)
+{
+	int err;
+
+	if (codec_checksum(src, o->len, 0) != o->csum) {
+		count(&st->checksum_errors);
+		log_error("store: checksum mismatch, handle %#llx",
+			  (unsigned long long)handle);
+		return -EBADMSG;
+	}
+	if (o->len == PAGE_SIZE) {
+		memcpy(page, src, PAGE_SIZE);
+		return 0;
+	}
+	err = codec_decompress(st->codec, src, o->len, page);
+	if (err)
+		log_error("store: handle %#llx does not decompress",
+			  (unsigned long long)handle);
+	return err;
+}
+
+/* Read a disk object through a reader ring.  Returns 1 if its segment was
+ * recycled during the read (the object moved: look it up again). */
+static int get_disk(struct store *st, uint64_t handle, struct obj copy,
+		    uint32_t epoch, int slot, void *page)
+{
+	struct io_reader *r = io_reader_get(st->io);
+	uint64_t block = copy.off & PAGE_MASK;
+	bool moved;
+	int err;
+
+	err = io_reader_read(r, (uint64_t)slot * SEG_SIZE + block);
+	rdlock(st);
+	moved = seg_of(st, copy.seg)->epoch != epoch;
+	unlock(st);
+	if (moved) {
+		err = 1;
+	} else if (err) {
+		count(&st->io_errors);
+		err = -EIO;
+	} else {
+		count(&st->reads_disk);
+		err = obj_decode(st, (const char *)io_reader_buf(r) +
+				 (copy.off - block), &copy, handle, page);
+	}
+	io_reader_put(r);
+	return err;
+}
+
+int store_get(struct store *st, uint64_t handle, void *page, bool *from_disk)
+{
+	struct obj *o, copy;
+	struct seg *s;
+	uint32_t epoch;
+	int err, slot;
+
+	do {
+		rdlock(st);
+		o = obj_lookup(st, handle);
+		if (!o) {
+			unlock(st);
+			return -EINVAL;
+		}
+		s = seg_of(st, o->seg);
+		if (s->buf) {
+			/* RAM tier: decode in place; the read lock keeps
+			 * the buffer. */
+			err = obj_decode(st, s->buf + o->off, o, handle, page);
+			unlock(st);
+			count(&st->reads_ram);
+			if (from_disk)
+				*from_disk = false;
+			return err;
+		}
+		copy = *o;
+		epoch = s->epoch;
+		slot = s->slot;
+		unlock(st);
+		if (from_disk)
+			*from_disk = true;
+		err = get_disk(st, handle, copy, epoch, slot, page);
+	} while (err == 1);
+	return err;
+}
+
+void store_ref(struct store *st, uint64_t handle)
+{
+	struct obj *o;
+
+	wrlock(st);
+	o = obj_lookup(st, handle);
+	if (o && o->refs < UINT32_MAX)
+		o->refs++;
+	unlock(st);
+	if (!o)
+		log_warn("store: ref of bad handle %#llx",
+			 (unsigned long long)handle);
+}
+
+void store_free(struct store *st, uint64_t handle)
+{
+	struct obj *o;
+	struct seg *s;
+
+	wrlock(st);
+	o = obj_lookup(st, handle);
+	if (o && --o->refs == 0) {
+		s = seg_of(st, o->seg);
+		live_add(st, s, -(int64_t)o->len);
+		st->objects--;
+		/* Open, dopen and busy segments belong to the put path. */
+		if (s->live == 0 && (s->state == SEG_RAM ||
+				     s->state == SEG_DISK))
+			seg_release(st, o->seg);
+		obj_del(st, (uint32_t)handle);
+	}
+	unlock(st);
+	if (!o)
+		log_warn("store: free of bad handle %#llx",
+			 (unsigned long long)handle);
+}
+
+uint64_t store_ram_bytes(struct store *st)
+{
+	/* Updated under the store lock; a torn-free relaxed read is all the
+	 * budget check needs. */
+	return __atomic_load_n(&st->ram_bytes, __ATOMIC_RELAXED);
+}
+
+void store_get_stats(struct store *st, struct store_stats *out)
+{
+	rdlock(st);
+	*out = (struct store_stats){
+		.objects = st->objects,
+		.bytes_in = st->bytes_in,
+		.bytes_stored = st->bytes_stored,
+		.raw_pages = st->raw_pages,
+		.ram_bytes = st->ram_bytes,
+		.disk_bytes = st->disk_bytes,
+		.file_bytes = st->file_bytes,
+		.reads_ram = atomic_load(&st->reads_ram),
+		.reads_disk = atomic_load(&st->reads_disk),
+		.compactions = st->compactions,
+		.io_errors = atomic_load(&st->io_errors),
+		.checksum_errors = atomic_load(&st->checksum_errors),
+	};
+	unlock(st);
+}
+
+int store_flush(struct store *st)
+{
+	int err;
+
+	pthread_mutex_lock(&st->put_lock);
+	seal_open(st);
+	err = shrink_ram(st, 0);
+	if (!err && st->dopen != SEG_NONE)
+		err = dopen_write(st);
+	pthread_mutex_unlock(&st->put_lock);
+	return err;
+}
+
+void store_inject(struct store *st, enum store_fault_inject what)
+{
+	if (what == STORE_INJECT_READ_EIO)
+		io_inject(st->io, IO_FAIL_READ);
+	else if (what == STORE_INJECT_WRITE_EIO)
+		io_inject(st->io, IO_FAIL_WRITE);
+	else
+		io_inject(st->io, IO_FAIL_NONE);
+}
+
+/* Flip a byte of a disk object: read its block, change it, write it. */
+static int corrupt_disk(struct store *st, int slot, uint32_t off)
+{
+	uint64_t block = (uint64_t)slot * SEG_SIZE + (off & PAGE_MASK);
+	char *buf = io_wbuf(st->io, IO_WBUF_GC);
+	int err;
+
+	err = io_read(st->io, IO_WBUF_GC, block, PAGE_SIZE);
+	if (err)
+		return err;
+	buf[off & (PAGE_SIZE - 1)] ^= 0x5a;
+	return io_write(st->io, IO_WBUF_GC, block, PAGE_SIZE);
+}
+
+int store_corrupt(struct store *st, uint64_t handle)
+{
+	struct obj *o;
+	struct seg *s;
+	int err = 0, slot = -1;
+	uint32_t off = 0;
+
+	/* put_lock: no one copies or writes the object meanwhile. */
+	pthread_mutex_lock(&st->put_lock);
+	wrlock(st);
+	o = obj_lookup(st, handle);
+	if (!o) {
+		err = -EINVAL;
+	} else {
+		s = seg_of(st, o->seg);
+		off = o->off;
+		if (s->buf)
+			s->buf[off] ^= 0x5a;
+		else
+			slot = s->slot;
+	}
+	unlock(st);
+	if (slot >= 0)
+		err = corrupt_disk(st, slot, off);
+	pthread_mutex_unlock(&st->put_lock);
+	return err;
+}
+
+/* ---- creation ------------------------------------------------------------ */
+
+static int open_swap(const char *dir)
+{
+	int fd;
+
+	/* O_DIRECT keeps swapped pages out of the page cache; not every
+	 * file system has it. */
+	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC | O_DIRECT, 0600);
+	if (fd < 0 && errno == EINVAL)
+		fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		return fd;
+	if (errno == EISDIR || errno == EOPNOTSUPP || errno == EINVAL)
+		return -EOPNOTSUPP;
+	return -errno;
+}
+
+static int store_alloc_tables(struct store *st, uint32_t ram_cap,
+			      uint32_t nslots)
+{
+	st->ram_cap = ram_cap;
+	st->nslots = st->free_slots = nslots;
+	st->nsegs = ram_cap + nslots + 8;
+	st->segs = mem_alloc(st->nsegs * sizeof(struct seg));
+	st->slot_map = mem_alloc((nslots / 64 + 1) * sizeof(uint64_t));
+	st->dir = mem_alloc(TAB_DIR * sizeof(struct obj *));
+	if (!st->segs || !st->slot_map || !st->dir)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < st->nsegs; i++) {
+		st->segs[i].state = SEG_FREE;
+		st->segs[i].next = i + 1 < st->nsegs ? i + 1 : SEG_NONE;
+	}
+	st->free_seg = 0;
+	st->fifo_head = st->fifo_tail = SEG_NONE;
+	st->open = st->dopen = SEG_NONE;
+	st->nidx = 1;
+	return 0;
+}
+
+int store_create(const struct store_config *cfg, struct store **out)
+{
+	pthread_rwlockattr_t attr;
+	uint64_t ram_cap, nslots;
+	struct store *st;
+	int err;
+
+	if (!cfg || !out || !cfg->swap_dir)
+		return -EINVAL;
+	ram_cap = cfg->ram_limit / SEG_SIZE;
+	nslots = cfg->swap_size / SEG_SIZE;
+	/* Below GC_RESERVE + 1 slots only compaction could write. */
+	if (nslots > MAX_SEGS || (cfg->swap_size && nslots <= GC_RESERVE))
+		return -EINVAL;
+	ram_cap = MIN(ram_cap, MAX_SEGS);
+	st = mem_alloc(sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	pthread_mutex_init(&st->put_lock, NULL);
+	/* Writers preferred: the evictor must not starve behind a stream of
+	 * page-ins. */
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr,
+			PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&st->lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	st->fd = -1;
+
+	err = codec_create(cfg->codec, &st->codec);
+	if (!err)
+		err = store_alloc_tables(st, (uint32_t)ram_cap,
+					 (uint32_t)nslots);
+	if (!err) {
+		st->fd = open_swap(cfg->swap_dir);
+		err = st->fd < 0 ? st->fd : 0;
+	}
+	if (!err)
+		err = io_create(st->fd, SEG_SIZE, &st->io);
+	if (err) {
+		store_destroy(st);
+		return err;
+	}
+	*out = st;
+	return 0;
+}
+
+void store_destroy(struct store *st)
+{
+	if (!st)
+		return;
+	for (uint32_t i = 0; st->segs && i < st->nsegs; i++) {
+		struct seg *s = &st->segs[i];
+
+		if (s->state != SEG_FREE)
+			seg_release(st, i);
+	}
+	for (uint32_t c = 0; st->dir && c < TAB_DIR && st->dir[c]; c++)
+		mem_free(st->dir[c], TAB_CHUNK * sizeof(struct obj));
+	mem_free(st->dir, TAB_DIR * sizeof(struct obj *));
+	mem_free(st->slot_map, (st->nslots / 64 + 1) * sizeof(uint64_t));
+	mem_free(st->segs, st->nsegs * sizeof(struct seg));
+	io_destroy(st->io);
+	if (st->fd >= 0)
+		close(st->fd);
+	codec_destroy(st->codec);
+	pthread_rwlock_destroy(&st->lock);
+	pthread_mutex_destroy(&st->put_lock);
+	mem_free(st, sizeof(*st));
+}

@@ -1,0 +1,738 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Tests of the compressed page store (src/store.h).
+ *
+ * Run with --bench for a throughput figure instead of the tests.
+ * Exits 77 (skip) when io_uring or O_TMPFILE is not available here.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <liburing.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store.h"
+#include "upager.h"
+#include "util.h"
+
+#define MiB ((uint64_t)1 << 20)
+/* What the RAM tier may hold beyond ram_limit: its two staging segments. */
+#define RAM_SLACK (256 * 1024)
+
+static char swap_dir[64];
+
+enum kind { K_RANDOM, K_TEXT, K_MIXED, K_ZERO, K_NKINDS };
+
+static uint64_t rng(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+/* Incompressible bytes. */
+static void fill_random(uint8_t *p, uint64_t seed)
+{
+	uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
+
+	for (size_t i = 0; i < PAGE_SIZE; i += 8) {
+		uint64_t v = rng(&s);
+
+		memcpy(p + i, &v, 8);
+	}
+}
+
+/* Words of a small vocabulary: compresses about 2-3x. */
+static void fill_text(uint8_t *p, uint64_t seed)
+{
+	static const char *words[] = {
+		"page", "fault", "store", "segment", "compress", "the", "of",
+		"userfaultfd", "handler", "evict", "ring", "block", "swap",
+		"memory", "latency", "thread", "a", "and", "is", "zstd",
+	};
+	uint64_t s = seed * 0x9E3779B97F4A7C15ull + 7;
+	size_t i = 0;
+
+	while (i < PAGE_SIZE) {
+		const char *w = words[rng(&s) % ARRAY_SIZE(words)];
+
+		for (; *w && i < PAGE_SIZE; w++)
+			p[i++] = (uint8_t)*w;
+		if (i < PAGE_SIZE)
+			p[i++] = rng(&s) % 9 ? ' ' : '\n';
+	}
+}
+
+/* A heap-like page: small structs of counters, pointers and zeros. */
+static void fill_mixed(uint8_t *p, uint64_t seed)
+{
+	uint64_t s = seed * 0x9E3779B97F4A7C15ull + 3;
+
+	memset(p, 0, PAGE_SIZE);
+	for (size_t i = 0; i < PAGE_SIZE; i += 32) {
+		uint64_t v[3] = { 0x7f0000000000ull + (rng(&s) & 0xfff0),
+				  rng(&s) % 100, i };
+
+		memcpy(p + i, v, sizeof(v));
+	}
+}
+
+static void fill_page(uint8_t *p, enum kind k, uint64_t seed)
+{
+	switch (k) {
+	case K_RANDOM:
+		fill_random(p, seed);
+		break;
+	case K_TEXT:
+		fill_text(p, seed);
+		break;
+	case K_MIXED:
+		fill_mixed(p, seed);
+		break;
+	default:
+		memset(p, 0, PAGE_SIZE);
+		return;
+	}
+	memcpy(p, &seed, sizeof(seed));	/* every page distinct */
+}
+
+static struct store *make_store(int codec, uint64_t ram_limit,
+				uint64_t swap_size)
+{
+	struct store_config cfg = {
+		.codec = codec,
+		.ram_limit = ram_limit,
+		.swap_dir = swap_dir,
+		.swap_size = swap_size,
+	};
+	struct store *st = NULL;
+	int err = store_create(&cfg, &st);
+
+	ck_assert_msg(err == 0, "store_create: %d", err);
+	return st;
+}
+
+static uint64_t put_ok(struct store *st, enum kind k, uint64_t seed)
+{
+	uint8_t page[PAGE_SIZE];
+	uint64_t h = 0;
+	int err;
+
+	fill_page(page, k, seed);
+	err = store_put(st, page, &h);
+	ck_assert_msg(err == 0, "store_put: %d", err);
+	ck_assert(h != 0 && h <= STORE_HANDLE_MAX);
+	return h;
+}
+
+/* Read a handle back and compare with the page it was made from. */
+static void check_page(struct store *st, uint64_t h, enum kind k,
+		       uint64_t seed, int want_disk)
+{
+	uint8_t want[PAGE_SIZE], got[PAGE_SIZE];
+	bool from_disk;
+	int err;
+
+	fill_page(want, k, seed);
+	err = store_get(st, h, got, &from_disk);
+	ck_assert_msg(err == 0, "store_get(%#llx): %d",
+		      (unsigned long long)h, err);
+	ck_assert_msg(memcmp(want, got, PAGE_SIZE) == 0,
+		      "page of seed %llu differs", (unsigned long long)seed);
+	if (want_disk >= 0)
+		ck_assert_int_eq(from_disk, want_disk);
+}
+
+static struct store_stats stats(struct store *st)
+{
+	struct store_stats s;
+
+	store_get_stats(st, &s);
+	return s;
+}
+
+/* ---- zero pages ---------------------------------------------------------- */
+
+START_TEST(test_zero_detect)
+{
+	static uint8_t page[PAGE_SIZE] __attribute__((aligned(4096)));
+	size_t where[] = { 0, 1, 7, 8, 63, 64, 2047, 4088, 4095 };
+
+	ck_assert(store_page_is_zero(page));
+	for (size_t i = 0; i < ARRAY_SIZE(where); i++) {
+		page[where[i]] = 0x01;
+		ck_assert_msg(!store_page_is_zero(page), "byte %zu", where[i]);
+		page[where[i]] = 0;
+	}
+	page[4095] = 0x80;
+	ck_assert(!store_page_is_zero(page));
+}
+END_TEST
+
+/* ---- round trips ------------------------------------------------------- */
+
+#define RT_PAGES 200
+
+/* Each codec: every kind of page byte-exact from RAM, then from disk;
+ * incompressible ones stored raw. */
+START_TEST(test_roundtrip)
+{
+	int codec = _i;
+	struct store *st = make_store(codec, 64 * MiB, 64 * MiB);
+	uint64_t h[K_NKINDS][RT_PAGES];
+	struct store_stats s;
+
+	for (int k = 0; k < K_NKINDS; k++)
+		for (int i = 0; i < RT_PAGES; i++)
+			h[k][i] = put_ok(st, k, (uint64_t)(k * 1000 + i));
+	for (int k = 0; k < K_NKINDS; k++)
+		for (int i = 0; i < RT_PAGES; i++)
+			check_page(st, h[k][i], k, (uint64_t)(k * 1000 + i),
+				   0);
+	s = stats(st);
+	ck_assert_uint_eq(s.objects, K_NKINDS * RT_PAGES);
+	ck_assert_uint_eq(s.bytes_in, K_NKINDS * RT_PAGES * PAGE_SIZE);
+	if (codec == UPG_CODEC_NONE) {
+		ck_assert_uint_eq(s.raw_pages, K_NKINDS * RT_PAGES);
+		ck_assert_uint_eq(s.bytes_stored, s.bytes_in);
+	} else {
+		/* Exactly the random pages are raw; the others shrink. */
+		ck_assert_uint_eq(s.raw_pages, RT_PAGES);
+		ck_assert_uint_lt(s.bytes_stored,
+				  RT_PAGES * PAGE_SIZE + s.bytes_in / 2);
+	}
+	ck_assert_uint_eq(s.ram_bytes, s.bytes_stored);
+	ck_assert_uint_eq(s.reads_ram, K_NKINDS * RT_PAGES);
+
+	ck_assert_int_eq(store_flush(st), 0);
+	s = stats(st);
+	ck_assert_uint_eq(s.ram_bytes, 0);
+	ck_assert_uint_eq(s.disk_bytes, s.bytes_stored);
+	ck_assert_uint_gt(s.file_bytes, 0);
+	for (int k = 0; k < K_NKINDS; k++)
+		for (int i = 0; i < RT_PAGES; i++)
+			check_page(st, h[k][i], k, (uint64_t)(k * 1000 + i),
+				   1);
+	ck_assert_uint_eq(stats(st).reads_disk, K_NKINDS * RT_PAGES);
+	store_destroy(st);
+}
+END_TEST
+
+/* Many pages through a small RAM tier: they spill and come back exact. */
+START_TEST(test_spill)
+{
+	const int n = 20000;
+	struct store *st = make_store(UPG_CODEC_LZ4, 1 * MiB, 256 * MiB);
+	uint64_t *h = calloc(n, sizeof(*h));
+	struct store_stats s;
+
+	for (int i = 0; i < n; i++) {
+		h[i] = put_ok(st, i % 3, (uint64_t)i);
+		if (i % 1000 == 0)
+			ck_assert_uint_le(stats(st).ram_bytes,
+					  1 * MiB + RAM_SLACK);
+	}
+	for (int i = 0; i < n; i++)
+		check_page(st, h[i], i % 3, (uint64_t)i, -1);
+	s = stats(st);
+	ck_assert_uint_gt(s.reads_disk, n / 2);
+	ck_assert_uint_gt(s.disk_bytes, 0);
+	ck_assert_uint_le(s.ram_bytes, 1 * MiB + RAM_SLACK);
+	ck_assert_uint_eq(s.ram_bytes + s.disk_bytes, s.bytes_stored);
+	ck_assert_uint_le(s.file_bytes, 256 * MiB);
+	free(h);
+	store_destroy(st);
+}
+END_TEST
+
+/* ram_limit 0: nothing stays in RAM beyond the staging segments. */
+START_TEST(test_no_ram_tier)
+{
+	const int n = 2000;
+	struct store *st = make_store(UPG_CODEC_ZSTD, 0, 64 * MiB);
+	uint64_t h[2000];
+
+	for (int i = 0; i < n; i++)
+		h[i] = put_ok(st, K_TEXT, (uint64_t)i);
+	ck_assert_uint_le(stats(st).ram_bytes, RAM_SLACK);
+	for (int i = 0; i < n / 2; i++)
+		check_page(st, h[i], K_TEXT, (uint64_t)i, 1);
+	for (int i = 0; i < n; i++)
+		check_page(st, h[i], K_TEXT, (uint64_t)i, -1);
+	store_destroy(st);
+}
+END_TEST
+
+/* ---- references ---------------------------------------------------------- */
+
+START_TEST(test_refcount)
+{
+	struct store *st = make_store(UPG_CODEC_LZ4, 4 * MiB, 4 * MiB);
+	uint8_t page[PAGE_SIZE];
+	uint64_t h = put_ok(st, K_TEXT, 1), h2;
+
+	store_ref(st, h);
+	store_ref(st, h);
+	ck_assert_uint_eq(stats(st).objects, 1);
+	store_free(st, h);
+	check_page(st, h, K_TEXT, 1, 0);
+	store_free(st, h);
+	check_page(st, h, K_TEXT, 1, 0);
+	store_free(st, h);
+	ck_assert_int_eq(store_get(st, h, page, NULL), -EINVAL);
+	ck_assert_uint_eq(stats(st).objects, 0);
+	ck_assert_uint_eq(stats(st).ram_bytes, 0);
+
+	/* The index is reused, but the old handle stays invalid. */
+	h2 = put_ok(st, K_MIXED, 2);
+	ck_assert(h2 != h);
+	ck_assert_int_eq(store_get(st, h, page, NULL), -EINVAL);
+	store_free(st, h);	/* ignored (logged) */
+	check_page(st, h2, K_MIXED, 2, 0);
+	ck_assert_int_eq(store_get(st, 0, page, NULL), -EINVAL);
+	ck_assert_int_eq(store_get(st, STORE_HANDLE_MAX + 1, page, NULL),
+			 -EINVAL);
+	ck_assert_int_eq(store_get(st, h2 + 1000, page, NULL), -EINVAL);
+
+	/* A shared page survives its move to disk. */
+	store_ref(st, h2);
+	ck_assert_int_eq(store_flush(st), 0);
+	store_free(st, h2);
+	check_page(st, h2, K_MIXED, 2, 1);
+	store_free(st, h2);
+	ck_assert_uint_eq(stats(st).disk_bytes, 0);
+	store_destroy(st);
+}
+END_TEST
+
+/* ---- concurrency --------------------------------------------------------- */
+
+#define CC_STABLE 3000
+#define CC_READERS 4
+
+struct cc {
+	struct store *st;
+	uint64_t h[CC_STABLE];
+	atomic_bool stop;
+	atomic_int errors;	/* wrong data or a failed get */
+	atomic_int put_errors;
+	atomic_long reads;
+};
+
+static void *cc_reader(void *arg)
+{
+	struct cc *c = arg;
+	uint64_t s = (uint64_t)pthread_self() | 1;
+	uint8_t want[PAGE_SIZE], got[PAGE_SIZE];
+
+	while (!atomic_load(&c->stop)) {
+		int i = (int)(rng(&s) % CC_STABLE);
+		int err = store_get(c->st, c->h[i], got, NULL);
+
+		fill_page(want, i % 3, (uint64_t)i);
+		if (err || memcmp(want, got, PAGE_SIZE))
+			atomic_fetch_add(&c->errors, 1);
+		atomic_fetch_add(&c->reads, 1);
+	}
+	return NULL;
+}
+
+/* The evictor's part: put and free pages of its own, checking some. */
+static void *cc_writer(void *arg)
+{
+	struct cc *c = arg;
+	enum { WINDOW = 1500, PUTS = 30000 };
+	uint64_t *h = calloc(WINDOW, sizeof(*h)), s = 12345;
+	uint8_t want[PAGE_SIZE], got[PAGE_SIZE];
+
+	for (int i = 0; i < PUTS; i++) {
+		int slot = (int)(rng(&s) % WINDOW);	/* holes everywhere */
+		uint64_t seed = 1000000 + (uint64_t)i;
+
+		if (h[slot])
+			store_free(c->st, h[slot]);
+		fill_page(want, K_MIXED, seed);
+		if (store_put(c->st, want, &h[slot])) {
+			atomic_fetch_add(&c->put_errors, 1);
+			h[slot] = 0;
+			continue;
+		}
+		if (rng(&s) % 16 == 0 &&
+		    (store_get(c->st, h[slot], got, NULL) ||
+		     memcmp(want, got, PAGE_SIZE)))
+			atomic_fetch_add(&c->errors, 1);
+	}
+	for (int i = 0; i < WINDOW; i++)
+		if (h[i])
+			store_free(c->st, h[i]);
+	free(h);
+	return NULL;
+}
+
+START_TEST(test_concurrent)
+{
+	struct cc *c = calloc(1, sizeof(*c));
+	pthread_t r[CC_READERS], w;
+	struct store_stats s;
+
+	/* Small RAM tier and file: objects move to disk and get compacted
+	 * while the readers read them. */
+	c->st = make_store(UPG_CODEC_LZ4, 512 * 1024, 16 * MiB);
+	for (int i = 0; i < CC_STABLE; i++)
+		c->h[i] = put_ok(c->st, i % 3, (uint64_t)i);
+	for (int i = 0; i < CC_READERS; i++)
+		pthread_create(&r[i], NULL, cc_reader, c);
+	pthread_create(&w, NULL, cc_writer, c);
+	pthread_join(w, NULL);
+	atomic_store(&c->stop, true);
+	for (int i = 0; i < CC_READERS; i++)
+		pthread_join(r[i], NULL);
+	s = stats(c->st);
+	ck_assert_int_eq(atomic_load(&c->errors), 0);
+	ck_assert_int_eq(atomic_load(&c->put_errors), 0);
+	ck_assert_int_gt(atomic_load(&c->reads), 1000);
+	ck_assert_uint_eq(s.objects, CC_STABLE);
+	ck_assert_uint_gt(s.reads_disk, 0);
+	ck_assert_uint_gt(s.reads_ram, 0);
+	ck_assert_uint_gt(s.compactions, 0);
+	ck_assert_uint_eq(s.io_errors + s.checksum_errors, 0);
+	for (int i = 0; i < CC_STABLE; i++)
+		check_page(c->st, c->h[i], i % 3, (uint64_t)i, -1);
+	store_destroy(c->st);
+	free(c);
+}
+END_TEST
+
+/* ---- compaction and full stores ---------------------------------------- */
+
+/* Put/free cycles moving 20x the file's size through it: the file stays
+ * within its bound and every live page stays exact. */
+START_TEST(test_compaction_churn)
+{
+	const uint64_t swap = 4 * MiB;
+	enum { LIVE = 1200, PUTS = 50000 };
+	struct store *st = make_store(UPG_CODEC_LZ4, 256 * 1024, swap);
+	uint64_t h[LIVE] = { 0 }, seed[LIVE] = { 0 }, s = 99;
+	struct store_stats ss;
+
+	for (int i = 0; i < PUTS; i++) {
+		int j = (int)(rng(&s) % LIVE);	/* random frees: holes */
+
+		if (h[j])
+			store_free(st, h[j]);
+		seed[j] = (uint64_t)i;
+		h[j] = put_ok(st, K_TEXT, seed[j]);
+		if (i % 64 == 0) {
+			ss = stats(st);
+			ck_assert_uint_le(ss.file_bytes, swap);
+			j = (int)(rng(&s) % LIVE);
+			if (h[j])
+				check_page(st, h[j], K_TEXT, seed[j], -1);
+		}
+	}
+	ss = stats(st);
+	ck_assert_uint_gt(ss.bytes_stored, 20 * swap);
+	ck_assert_uint_gt(ss.compactions, 0);
+	ck_assert_uint_le(ss.file_bytes, swap);
+	ck_assert_uint_eq(ss.objects, LIVE);
+	for (int j = 0; j < LIVE; j++)
+		check_page(st, h[j], K_TEXT, seed[j], -1);
+	ck_assert_int_eq(store_flush(st), 0);
+	for (int j = 0; j < LIVE; j++)
+		check_page(st, h[j], K_TEXT, seed[j], 1);
+	ck_assert_uint_le(stats(st).file_bytes, swap);
+	store_destroy(st);
+}
+END_TEST
+
+START_TEST(test_enospc)
+{
+	const uint64_t swap = 1 * MiB;
+	struct store *st = make_store(UPG_CODEC_LZ4, 256 * 1024, swap);
+	uint8_t page[PAGE_SIZE];
+	uint64_t h[1024];
+	int n = 0, err = 0;
+
+	for (n = 0; n < 1024; n++) {
+		fill_page(page, K_RANDOM, (uint64_t)n);
+		err = store_put(st, page, &h[n]);
+		if (err)
+			break;
+	}
+	ck_assert_int_eq(err, -ENOSPC);
+	/* Raw pages fill at least the RAM tier and the file but the slot
+	 * kept for compaction. */
+	ck_assert_int_ge(n, (int)((swap + 256 * 1024) / PAGE_SIZE) - 32);
+	ck_assert_uint_le(stats(st).file_bytes, swap);
+	ck_assert_int_eq(store_put(st, page, &h[n]), -ENOSPC);
+	for (int i = 0; i < n; i++)
+		check_page(st, h[i], K_RANDOM, (uint64_t)i, -1);
+
+	/* Freeing every other page makes room again (by compaction). */
+	for (int i = 0; i < n; i += 2)
+		store_free(st, h[i]);
+	for (int i = 0; i < n / 4; i++)
+		h[i * 2] = put_ok(st, K_RANDOM, 5000 + (uint64_t)i);
+	for (int i = 0; i < n / 4; i++)
+		check_page(st, h[i * 2], K_RANDOM, 5000 + (uint64_t)i, -1);
+	for (int i = 1; i < n; i += 2)
+		check_page(st, h[i], K_RANDOM, (uint64_t)i, -1);
+	ck_assert_uint_gt(stats(st).compactions, 0);
+	store_destroy(st);
+}
+END_TEST
+
+/* ---- failures ------------------------------------------------------------ */
+
+START_TEST(test_read_eio)
+{
+	struct store *st = make_store(UPG_CODEC_LZ4, 4 * MiB, 4 * MiB);
+	uint8_t page[PAGE_SIZE];
+	uint64_t h = put_ok(st, K_TEXT, 1), h2 = put_ok(st, K_TEXT, 2);
+	bool from_disk = false;
+
+	ck_assert_int_eq(store_flush(st), 0);
+	store_inject(st, STORE_INJECT_READ_EIO);
+	ck_assert_int_eq(store_get(st, h, page, &from_disk), -EIO);
+	ck_assert(from_disk);
+	ck_assert_uint_eq(stats(st).io_errors, 1);
+	/* One read failed; the object is still there. */
+	check_page(st, h, K_TEXT, 1, 1);
+	check_page(st, h2, K_TEXT, 2, 1);
+	ck_assert_uint_eq(stats(st).io_errors, 1);
+	store_destroy(st);
+}
+END_TEST
+
+/* A failed segment write keeps its objects in RAM and is retried. */
+START_TEST(test_write_eio)
+{
+	struct store *st = make_store(UPG_CODEC_LZ4, 0, 16 * MiB);
+	uint64_t h[100];
+	struct store_stats s;
+
+	for (int i = 0; i < 100; i++)
+		h[i] = put_ok(st, K_MIXED, (uint64_t)i);
+	store_inject(st, STORE_INJECT_WRITE_EIO);
+	ck_assert_int_eq(store_flush(st), -EIO);
+	s = stats(st);
+	ck_assert_uint_eq(s.io_errors, 1);
+	ck_assert_uint_eq(s.disk_bytes, 0);
+	for (int i = 0; i < 100; i++)
+		check_page(st, h[i], K_MIXED, (uint64_t)i, 0);
+	ck_assert_int_eq(store_flush(st), 0);
+	for (int i = 0; i < 100; i++)
+		check_page(st, h[i], K_MIXED, (uint64_t)i, 1);
+	store_destroy(st);
+}
+END_TEST
+
+/* The same on the put path, where write-outs happen behind the puts. */
+START_TEST(test_write_eio_put)
+{
+	enum { N = 3000 };
+	struct store *st = make_store(UPG_CODEC_LZ4, 0, 64 * MiB);
+	uint64_t h[N];
+	int failed = 0;
+
+	for (int i = 0; i < N; i++) {
+		uint8_t page[PAGE_SIZE];
+		int err;
+
+		if (i == 500)
+			store_inject(st, STORE_INJECT_WRITE_EIO);
+		fill_page(page, K_TEXT, (uint64_t)i);
+		err = store_put(st, page, &h[i]);
+		if (err) {
+			ck_assert_int_eq(err, -EIO);
+			h[i] = 0;
+			failed++;
+		}
+	}
+	ck_assert_int_le(failed, 1);
+	ck_assert_uint_eq(stats(st).io_errors, 1);
+	for (int i = 0; i < N; i++)
+		if (h[i])
+			check_page(st, h[i], K_TEXT, (uint64_t)i, -1);
+	ck_assert_int_eq(store_flush(st), 0);
+	for (int i = 0; i < N; i++)
+		if (h[i])
+			check_page(st, h[i], K_TEXT, (uint64_t)i, 1);
+	store_destroy(st);
+}
+END_TEST
+
+START_TEST(test_corrupt)
+{
+	struct store *st = make_store(_i, 4 * MiB, 4 * MiB);
+	uint64_t ram = put_ok(st, K_TEXT, 1), raw = put_ok(st, K_RANDOM, 2);
+	uint64_t disk = put_ok(st, K_MIXED, 3), ok = put_ok(st, K_TEXT, 4);
+	uint8_t page[PAGE_SIZE];
+
+	ck_assert_int_eq(store_corrupt(st, ram), 0);
+	ck_assert_int_eq(store_get(st, ram, page, NULL), -EBADMSG);
+	ck_assert_int_eq(store_corrupt(st, raw), 0);
+	ck_assert_int_eq(store_get(st, raw, page, NULL), -EBADMSG);
+	ck_assert_uint_eq(stats(st).checksum_errors, 2);
+	ck_assert_int_eq(store_flush(st), 0);
+	/* Still corrupt after the move to disk. */
+	ck_assert_int_eq(store_get(st, ram, page, NULL), -EBADMSG);
+	ck_assert_int_eq(store_corrupt(st, disk), 0);
+	ck_assert_int_eq(store_get(st, disk, page, NULL), -EBADMSG);
+	ck_assert_uint_eq(stats(st).checksum_errors, 4);
+	check_page(st, ok, K_TEXT, 4, 1);
+	ck_assert_int_eq(store_corrupt(st, 0), -EINVAL);
+	store_free(st, ok);
+	ck_assert_int_eq(store_corrupt(st, ok), -EINVAL);
+	store_destroy(st);
+}
+END_TEST
+
+START_TEST(test_create_errors)
+{
+	struct store_config cfg = {
+		.codec = UPG_CODEC_LZ4,
+		.ram_limit = MiB,
+		.swap_dir = swap_dir,
+		.swap_size = 4 * MiB,
+	};
+	struct store *st = NULL;
+
+	cfg.codec = 7;
+	ck_assert_int_eq(store_create(&cfg, &st), -EINVAL);
+	cfg.codec = UPG_CODEC_LZ4;
+	cfg.swap_dir = NULL;
+	ck_assert_int_eq(store_create(&cfg, &st), -EINVAL);
+	cfg.swap_dir = "/nonexistent/upager";
+	ck_assert_int_eq(store_create(&cfg, &st), -ENOENT);
+	cfg.swap_dir = swap_dir;
+	cfg.swap_size = 4096;
+	ck_assert_int_eq(store_create(&cfg, &st), -EINVAL);
+	ck_assert_ptr_null(st);
+}
+END_TEST
+
+/* ---- benchmark (--bench) ------------------------------------------------- */
+
+static double secs(uint64_t t0)
+{
+	return (double)(now_ns() - t0) / 1e9;
+}
+
+static void bench(int codec, const char *name)
+{
+	enum { N = 100000 };
+	struct store *st = make_store(codec, 1024 * MiB, 1024 * MiB);
+	uint64_t *h = calloc(N, sizeof(*h)), t0;
+	uint8_t *pages = malloc((size_t)N * PAGE_SIZE);
+	uint8_t out[PAGE_SIZE];
+	double mb = (double)N * PAGE_SIZE / 1e6, tput;
+	struct store_stats s;
+
+	for (int i = 0; i < N; i++)
+		fill_page(pages + (size_t)i * PAGE_SIZE, i % 3 ? K_TEXT
+			  : K_MIXED, (uint64_t)i);
+	t0 = now_ns();
+	for (int i = 0; i < N; i++)
+		store_put(st, pages + (size_t)i * PAGE_SIZE, &h[i]);
+	tput = mb / secs(t0);
+	t0 = now_ns();
+	for (int i = 0; i < N; i++)
+		store_get(st, h[i], out, NULL);
+	printf("%-4s put %7.0f MB/s  get(RAM) %7.0f MB/s", name, tput,
+	       mb / secs(t0));
+	t0 = now_ns();
+	store_flush(st);
+	printf("  flush %6.0f MB/s", mb / secs(t0));
+	t0 = now_ns();
+	for (int i = 0; i < N; i++)
+		store_get(st, h[(i * 7919) % N], out, NULL);
+	s = stats(st);
+	printf("  get(disk) %6.0f MB/s  ratio %.2f\n", mb / secs(t0),
+	       (double)s.bytes_in / (double)s.bytes_stored);
+	store_destroy(st);
+	free(pages);
+	free(h);
+}
+
+/* ---- main ---------------------------------------------------------------- */
+
+/* Skip (77) where the store cannot work: no io_uring, no O_TMPFILE. */
+static void probe_or_skip(void)
+{
+	struct io_uring ring;
+	int err = io_uring_queue_init(2, &ring, 0), fd;
+
+	if (err == -ENOSYS || err == -EPERM) {
+		printf("SKIP: io_uring unavailable (%s)\n", strerror(-err));
+		exit(77);
+	}
+	if (!err)
+		io_uring_queue_exit(&ring);
+	strcpy(swap_dir, "/tmp/upager-store-XXXXXX");
+	if (!mkdtemp(swap_dir)) {
+		strcpy(swap_dir, "/var/tmp/upager-store-XXXXXX");
+		if (!mkdtemp(swap_dir)) {
+			printf("SKIP: no temporary directory\n");
+			exit(77);
+		}
+	}
+	fd = open(swap_dir, O_TMPFILE | O_RDWR, 0600);
+	if (fd < 0) {
+		printf("SKIP: no O_TMPFILE in %s\n", swap_dir);
+		rmdir(swap_dir);
+		exit(77);
+	}
+	close(fd);
+}
+
+static Suite *store_suite(void)
+{
+	Suite *s = suite_create("store");
+	TCase *tc = tcase_create("store");
+
+	tcase_set_timeout(tc, 100);
+	tcase_add_test(tc, test_zero_detect);
+	tcase_add_loop_test(tc, test_roundtrip, UPG_CODEC_LZ4,
+			    UPG_CODEC_NONE + 1);
+	tcase_add_test(tc, test_spill);
+	tcase_add_test(tc, test_no_ram_tier);
+	tcase_add_test(tc, test_refcount);
+	tcase_add_test(tc, test_concurrent);
+	tcase_add_test(tc, test_compaction_churn);
+	tcase_add_test(tc, test_enospc);
+	tcase_add_test(tc, test_read_eio);
+	tcase_add_test(tc, test_write_eio);
+	tcase_add_test(tc, test_write_eio_put);
+	tcase_add_loop_test(tc, test_corrupt, UPG_CODEC_LZ4,
+			    UPG_CODEC_NONE + 1);
+	tcase_add_test(tc, test_create_errors);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int main(int argc, char **argv)
+{
+	SRunner *sr;
+	int failed;
+
+	probe_or_skip();
+	if (argc > 1 && strcmp(argv[1], "--bench") == 0) {
+		bench(UPG_CODEC_LZ4, "lz4");
+		bench(UPG_CODEC_ZSTD, "zstd");
+		rmdir(swap_dir);
+		return 0;
+	}
+	sr = srunner_create(store_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	rmdir(swap_dir);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

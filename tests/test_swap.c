@@ -1,0 +1,504 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The budget, the evictor and the swap store through the real kernel and a
+ * real swap file: data written is read back exactly while pages are evicted
+ * and swapped in under threads; the budget holds; codecs, zero and
+ * incompressible pages; full store, I/O errors and corruption each have
+ * their documented outcome.
+ *
+ * UPAGER_TEST_SCALE (default 1) multiplies sizes and operations; the 'slow'
+ * suite runs this program with a larger scale.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pagetable.h"
+#include "runtime.h"
+#include "store.h"
+#include "testlib.h"
+
+const bool test_needs_uffd = true;
+
+static unsigned scale(void)
+{
+	const char *s = getenv("UPAGER_TEST_SCALE");
+	int v = s ? atoi(s) : 1;
+
+	return v > 0 ? (unsigned)v : 1;
+}
+
+static struct upg_runtime *swap_runtime(uint64_t limit, int codec,
+					uint64_t swap_size, int full_policy,
+					unsigned handlers)
+{
+	struct upg_options o;
+	struct upg_runtime *rt = NULL;
+	int err;
+
+	upg_options_init(&o);
+	o.mem_limit = limit;
+	o.codec = codec;
+	o.handlers = handlers;
+	o.full_policy = full_policy;
+	if (swap_size)
+		o.swap_size = swap_size;
+	o.swap_dir = getenv("UPAGER_TEST_SWAP_DIR") ? getenv("UPAGER_TEST_SWAP_DIR")
+						    : "/var/tmp";
+	err = upg_runtime_create(&o, &rt);
+	ck_assert_msg(err == 0, "upg_runtime_create: %s (%s)", strerror(-err),
+		      upg_last_error());
+	return rt;
+}
+
+static struct upg_stats stats_of(struct upg_runtime *rt)
+{
+	struct upg_stats st;
+
+	ck_assert_int_eq(upg_stats_get(rt, &st), 0);
+	return st;
+}
+
+/* A compressible but not trivial page: text-like words. */
+static void fill_text(void *page, uint64_t pageno, uint64_t tag)
+{
+	uint64_t *w = page;
+
+	for (unsigned i = 0; i < TPAGE / 8; i++)
+		w[i] = (i % 4 == 0) ? pattern(pageno, tag, i) : pageno + tag;
+}
+
+static bool check_text(const void *page, uint64_t pageno, uint64_t tag)
+{
+	const uint64_t *w = page;
+
+	for (unsigned i = 0; i < TPAGE / 8; i++)
+		if (w[i] != ((i % 4 == 0) ? pattern(pageno, tag, i)
+					  : pageno + tag))
+			return false;
+	return true;
+}
+
+/* ---- integrity under pressure: 4 threads, region 8x the budget ---- */
+
+struct rw_arg {
+	char *base;
+	size_t npages;
+	unsigned id, ops;
+	uint32_t *tags;
+	uint64_t bad;
+};
+
+static void *rw_worker(void *p)
+{
+	struct rw_arg *a = p;
+	uint64_t seed = 0x51ed27u * (a->id + 1);
+
+	for (unsigned n = 1; n <= a->ops; n++) {
+		size_t page = rnd(&seed) % a->npages;
+		char *addr;
+
+		page = page - page % 4 + a->id;
+		if (page >= a->npages)
+			continue;
+		addr = a->base + page * TPAGE;
+		if (rnd(&seed) % 2) {
+			fill_text(addr, page, n);
+			a->tags[page] = n;
+		} else if (a->tags[page] ? !check_text(addr, page, a->tags[page])
+					 : !page_is_zero(addr)) {
+			a->bad++;
+		}
+	}
+	return NULL;
+}
+
+static void pressure(uint64_t budget, int codec, unsigned handlers,
+		     unsigned ops)
+{
+	struct upg_runtime *rt = swap_runtime(budget, codec, 0,
+					      UPG_FULL_OVERCOMMIT, handlers);
+	size_t size = 8 * budget, npages = size / TPAGE;
+	uint32_t *tags = calloc(npages, sizeof(*tags));
+	struct rw_arg args[4];
+	pthread_t th[4];
+	struct upg_region *r;
+	struct upg_stats st;
+	char *p;
+
+	ck_assert_int_eq(upg_anon_create(rt, size, 0, &r), 0);
+	p = upg_region_addr(r);
+	/* Fill it all first so the working set is really 8x the budget. */
+	for (size_t i = 0; i < npages; i++) {
+		fill_text(p + i * TPAGE, i, 1);
+		tags[i] = 1;
+	}
+	for (unsigned t = 0; t < 4; t++) {
+		args[t] = (struct rw_arg){ p, npages, t, ops, tags, 0 };
+		pthread_create(&th[t], NULL, rw_worker, &args[t]);
+	}
+	for (unsigned t = 0; t < 4; t++) {
+		pthread_join(th[t], NULL);
+		ck_assert_uint_eq(args[t].bad, 0);
+	}
+	for (size_t i = 0; i < npages; i++)
+		ck_assert_msg(check_text(p + i * TPAGE, i, tags[i]),
+			      "page %zu differs from tag %u", i, tags[i]);
+	st = stats_of(rt);
+	ck_assert_uint_gt(st.evictions_dirty, npages / 2);
+	ck_assert_uint_gt(st.faults[UPG_FAULT_SWAPIN_RAM] +
+				  st.faults[UPG_FAULT_SWAPIN_DISK],
+			  npages / 2);
+	ck_assert_uint_eq(st.poisoned, 0);
+	ck_assert_uint_eq(st.over_budget, 0);
+	if (codec != UPG_CODEC_NONE)
+		ck_assert_uint_lt(st.store_bytes_stored, st.store_bytes_in / 2);
+	free(tags);
+	upg_runtime_destroy(rt);
+}
+
+START_TEST(integrity_under_pressure_lz4)
+{
+	pressure(16 * MIB * scale(), UPG_CODEC_LZ4, 1, 10000 * scale());
+}
+END_TEST
+
+START_TEST(integrity_under_pressure_zstd_two_handlers)
+{
+	pressure(8 * MIB * scale(), UPG_CODEC_ZSTD, 2, 8000 * scale());
+}
+END_TEST
+
+START_TEST(integrity_under_pressure_no_codec)
+{
+	pressure(8 * MIB * scale(), UPG_CODEC_NONE, 1, 8000 * scale());
+}
+END_TEST
+
+/* ---- the budget holds: resident memory sampled while it runs ---- */
+
+static _Atomic bool sampling;
+static _Atomic long peak_rss;
+
+static void *rss_sampler(void *arg)
+{
+	(void)arg;
+	while (atomic_load(&sampling)) {
+		long kib = rss_kib();
+
+		if (kib > atomic_load(&peak_rss))
+			atomic_store(&peak_rss, kib);
+		usleep(2000);
+	}
+	return NULL;
+}
+
+START_TEST(budget_holds)
+{
+	const uint64_t budget = 32 * MIB;
+	struct upg_runtime *rt = swap_runtime(budget, UPG_CODEC_LZ4, 0,
+					      UPG_FULL_OVERCOMMIT, 1);
+	size_t size = 8 * budget, npages = size / TPAGE;
+	struct upg_region *r;
+	pthread_t sampler;
+	long base;
+	uint64_t seed = 42;
+	char *p;
+
+	ck_assert_int_eq(upg_anon_create(rt, size, 0, &r), 0);
+	p = upg_region_addr(r);
+	base = rss_kib();
+	atomic_store(&peak_rss, base);
+	atomic_store(&sampling, true);
+	pthread_create(&sampler, NULL, rss_sampler, NULL);
+	for (size_t i = 0; i < npages; i++)
+		fill_text(p + i * TPAGE, i, 7);
+	for (size_t n = 0; n < npages / 2 * scale(); n++) {
+		size_t i = rnd(&seed) % npages;
+
+		ck_assert(check_text(p + i * TPAGE, i, 7));
+	}
+	atomic_store(&sampling, false);
+	pthread_join(sampler, NULL);
+	/* Within the budget plus a small fixed overhead (metadata, the
+	 * store's buffers, the sampler's own pages). */
+	ck_assert_msg(atomic_load(&peak_rss) - base <=
+			      (long)(budget / 1024) + 12 * 1024,
+		      "peak RSS grew by %ld KiB with a budget of %llu KiB",
+		      atomic_load(&peak_rss) - base,
+		      (unsigned long long)(budget / 1024));
+	ck_assert_uint_le(stats_of(rt).pages_resident * TPAGE, budget);
+	upg_runtime_destroy(rt);
+}
+END_TEST
+
+/* ---- zero and incompressible pages ---- */
+
+START_TEST(zero_pages_store_nothing)
+{
+	const uint64_t budget = 8 * MIB;
+	struct upg_runtime *rt = swap_runtime(budget, UPG_CODEC_LZ4, 0,
+					      UPG_FULL_OVERCOMMIT, 1);
+	size_t npages = 4 * budget / TPAGE;
+	struct upg_region *r;
+	struct upg_stats st;
+	char *p;
+
+	ck_assert_int_eq(upg_anon_create(rt, npages * TPAGE, 0, &r), 0);
+	p = upg_region_addr(r);
+	for (size_t i = 0; i < npages; i++)
+		memset(p + i * TPAGE, 0, TPAGE);	/* written, all zero */
+	for (size_t i = 0; i < npages; i++)
+		ck_assert(page_is_zero(p + i * TPAGE));
+	st = stats_of(rt);
+	ck_assert_uint_gt(st.evictions_dirty, npages / 2);
+	ck_assert_uint_eq(st.store_bytes_in, 0);
+	upg_runtime_destroy(rt);
+}
+END_TEST
+
+START_TEST(incompressible_pages_stored_raw)
+{
+	const uint64_t budget = 8 * MIB;
+	struct upg_runtime *rt = swap_runtime(budget, UPG_CODEC_LZ4, 0,
+					      UPG_FULL_OVERCOMMIT, 1);
+	size_t npages = 4 * budget / TPAGE;
+	struct upg_region *r;
+	struct upg_stats st;
+	char *p;
+
+	ck_assert_int_eq(upg_anon_create(rt, npages * TPAGE, 0, &r), 0);
+	p = upg_region_addr(r);
+	for (size_t i = 0; i < npages; i++)
+		fill_page(p + i * TPAGE, i, 3);	/* random-looking */
+	for (size_t i = 0; i < npages; i++)
+		ck_assert(check_page(p + i * TPAGE, i, 3));
+	st = stats_of(rt);
+	ck_assert_uint_gt(st.store_bytes_in, 0);
+	/* Raw: nothing gained, and no more than a small header lost. */
+	ck_assert_uint_ge(st.store_bytes_stored, st.store_bytes_in);
+	ck_assert_uint_le(st.store_bytes_stored,
+			  st.store_bytes_in + st.store_bytes_in / 50);
+	upg_runtime_destroy(rt);
+}
+END_TEST
+
+/* ---- a full store ---- */
+
+START_TEST(full_store_overcommits_and_loses_nothing)
+{
+	const uint64_t budget = 4 * MIB;
+	struct upg_runtime *rt = swap_runtime(budget, UPG_CODEC_NONE, MIB,
+					      UPG_FULL_OVERCOMMIT, 1);
+	size_t npages = 6 * budget / TPAGE;
+	struct upg_region *r;
+	struct upg_stats st;
+	char *p;
+
+	ck_assert_int_eq(upg_anon_create(rt, npages * TPAGE, 0, &r), 0);
+	p = upg_region_addr(r);
+	for (size_t i = 0; i < npages; i++)
+		fill_page(p + i * TPAGE, i, 5);
+	for (size_t i = 0; i < npages; i++)
+		ck_assert_msg(check_page(p + i * TPAGE, i, 5), "page %zu", i);
+	st = stats_of(rt);
+	ck_assert_uint_gt(st.over_budget, 0);
+	ck_assert_uint_eq(st.poisoned, 0);
+	upg_runtime_destroy(rt);
+}
+END_TEST
+
+/* Runs in a child: the strict policy kills the writer with SIGBUS. */
+START_TEST(full_store_strict_policy_sigbus)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		const uint64_t budget = 4 * MIB;
+		struct upg_runtime *rt;
+		struct upg_region *r;
+		char *p;
+
+		signal(SIGBUS, SIG_DFL);
+		rt = swap_runtime(budget, UPG_CODEC_NONE, MIB, UPG_FULL_SIGBUS,
+				  1);
+		if (upg_anon_create(rt, 8 * budget, 0, &r))
+			_exit(2);
+		p = upg_region_addr(r);
+		for (size_t i = 0; i < 8 * budget / TPAGE; i++)
+			fill_page(p + i * TPAGE, i, 5);
+		_exit(0);	/* never reached: the store cannot hold it */
+	}
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGBUS,
+		      "child status %#x", status);
+}
+END_TEST
+
+/* ---- lost stored copies: SIGBUS, never wrong data ---- */
+
+static sigjmp_buf bus_jmp;
+static volatile sig_atomic_t bus_count;
+
+static void on_sigbus(int sig)
+{
+	(void)sig;
+	bus_count++;
+	siglongjmp(bus_jmp, 1);
+}
+
+/* Touch addr; true if it raised SIGBUS. */
+static bool touch_bus(volatile char *addr)
+{
+	struct sigaction sa = { .sa_handler = on_sigbus }, old;
+	bool bus = false;
+
+	sigaction(SIGBUS, &sa, &old);
+	if (sigsetjmp(bus_jmp, 1) == 0)
+		(void)*addr;
+	else
+		bus = true;
+	sigaction(SIGBUS, &old, NULL);
+	return bus;
+}
+
+/* The first STORED entry of the region and its page index. */
+static int first_stored(struct upg_region *r, uint64_t *idx, uint64_t *h)
+{
+	for (uint64_t i = 0; i < r->npages; i++) {
+		pte_t e = pt_get(&r->pt, i);
+
+		if (pte_state(e) == PTE_STORED) {
+			*idx = i;
+			*h = pte_payload(e);
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static void lost_copy(bool io_error)
+{
+	const uint64_t budget = 4 * MIB;
+	struct upg_runtime *rt = swap_runtime(budget, UPG_CODEC_LZ4, 0,
+					      UPG_FULL_OVERCOMMIT, 1);
+	size_t npages = 4 * budget / TPAGE;
+	struct upg_region *r;
+	uint64_t idx, h;
+	char *p;
+
+	ck_assert_int_eq(upg_anon_create(rt, npages * TPAGE, 0, &r), 0);
+	p = upg_region_addr(r);
+	for (size_t i = 0; i < npages; i++)
+		fill_text(p + i * TPAGE, i, 11);
+	ck_assert_int_eq(first_stored(r, &idx, &h), 0);
+	if (io_error) {
+		ck_assert_int_eq(store_flush(rt->store), 0);
+		store_inject(rt->store, STORE_INJECT_READ_EIO);
+	} else {
+		ck_assert_int_eq(store_corrupt(rt->store, h), 0);
+	}
+	bus_count = 0;
+	ck_assert(touch_bus(p + idx * TPAGE));
+	/* Again: still poisoned, never zeros or stale data. */
+	ck_assert(touch_bus(p + idx * TPAGE + 100));
+	ck_assert_uint_eq(stats_of(rt).poisoned, 1);
+	/* Every other page is intact. */
+	for (size_t i = 0; i < npages; i++)
+		if (i != idx)
+			ck_assert_msg(check_text(p + i * TPAGE, i, 11),
+				      "page %zu", i);
+	upg_runtime_destroy(rt);
+}
+
+START_TEST(corrupt_object_poisons_page)
+{
+	lost_copy(false);
+}
+END_TEST
+
+START_TEST(read_error_poisons_page)
+{
+	lost_copy(true);
+}
+END_TEST
+
+/* ---- churn: the swap file stays within its bound ---- */
+
+START_TEST(churn_stays_within_swap_bound)
+{
+	const uint64_t budget = 4 * MIB, swap = 24 * MIB;
+	struct upg_runtime *rt = swap_runtime(budget, UPG_CODEC_NONE, swap,
+					      UPG_FULL_OVERCOMMIT, 1);
+	size_t npages = 4 * budget / TPAGE;	/* 16 MiB raw: fits once */
+	struct upg_region *r;
+	struct store_stats ss;
+	struct upg_stats st;
+	char *p;
+
+	ck_assert_int_eq(upg_anon_create(rt, npages * TPAGE, 0, &r), 0);
+	p = upg_region_addr(r);
+	for (unsigned round = 1; round <= 5; round++) {
+		for (size_t i = 0; i < npages; i++)
+			fill_page(p + i * TPAGE, i, round);
+		store_get_stats(rt->store, &ss);
+		ck_assert_uint_le(ss.file_bytes, swap);
+	}
+	for (size_t i = 0; i < npages; i++)
+		ck_assert(check_page(p + i * TPAGE, i, 5));
+	st = stats_of(rt);
+	/* 5 rounds of 16 MiB went through a 24 MiB file: space was reused. */
+	ck_assert_uint_gt(st.evictions_dirty, 4 * npages);
+	ck_assert_uint_eq(st.over_budget, 0);
+	upg_runtime_destroy(rt);
+}
+END_TEST
+
+/* Destroying a region gives its stored pages back. */
+START_TEST(destroy_frees_stored_pages)
+{
+	struct upg_runtime *rt = swap_runtime(4 * MIB, UPG_CODEC_LZ4, 0,
+					      UPG_FULL_OVERCOMMIT, 1);
+	struct upg_region *r;
+	struct store_stats ss;
+	size_t npages = 16 * MIB / TPAGE;
+	char *p;
+
+	ck_assert_int_eq(upg_anon_create(rt, npages * TPAGE, 0, &r), 0);
+	p = upg_region_addr(r);
+	for (size_t i = 0; i < npages; i++)
+		fill_text(p + i * TPAGE, i, 2);
+	store_get_stats(rt->store, &ss);
+	ck_assert_uint_gt(ss.objects, npages / 2);
+	ck_assert_int_eq(upg_region_destroy(r), 0);
+	store_get_stats(rt->store, &ss);
+	ck_assert_uint_eq(ss.objects, 0);
+	upg_runtime_destroy(rt);
+}
+END_TEST
+
+Suite *make_suite(void)
+{
+	Suite *s = suite_create("swap");
+
+	ADD_TEST(s, integrity_under_pressure_lz4, 600);
+	ADD_TEST(s, integrity_under_pressure_zstd_two_handlers, 600);
+	ADD_TEST(s, integrity_under_pressure_no_codec, 600);
+	ADD_TEST(s, budget_holds, 600);
+	ADD_TEST(s, zero_pages_store_nothing, 600);
+	ADD_TEST(s, incompressible_pages_stored_raw, 600);
+	ADD_TEST(s, full_store_overcommits_and_loses_nothing, 600);
+	ADD_TEST(s, full_store_strict_policy_sigbus, 600);
+	ADD_TEST(s, corrupt_object_poisons_page, 600);
+	ADD_TEST(s, read_error_poisons_page, 600);
+	ADD_TEST(s, churn_stays_within_swap_bound, 600);
+	ADD_TEST(s, destroy_frees_stored_pages, 600);
+	return s;
+}
