@@ -9,7 +9,6 @@
 #include <zstd.h>
 
 #include "codec.h"
-#include "log.h"
 #include "mem.h"
 #include "upager.h"
 #include "util.h"
