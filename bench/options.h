@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: MIT */
+#ifndef UPAGER_BENCH_OPTIONS_H
+#define UPAGER_BENCH_OPTIONS_H
+
+#include "bench.h"
+
+/* Which values the command line gave, so --quick does not override them. */
+struct given {
+	bool faults, size, rounds, threads, seed;
+};
+
+struct options {
+	struct config cfg;
+	struct given given;
+	size_t page;		/* in: the page size, for --size */
+	int codec;		/* -1 unless --codec was given */
+};
+
+int options_parse(int argc, char **argv, struct options *o);
+const char *codec_name(int codec);
+
+#endif

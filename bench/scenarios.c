@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The scenarios: what each side does in one round.  Every round maps fresh
+ * memory, so every touch of a first-touch scenario meets a page that was
+ * never touched, and unmaps it again outside the measurement.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "bench.h"
+
+/* How one side gets fresh memory and gives it back. */
+struct memory {
+	int (*map)(struct row *row, size_t len, struct side *s, char **base,
+		   void **handle);
+	void (*unmap)(char *base, size_t len, void *handle);
+};
+
+static int upager_map(struct row *row, size_t len, struct side *s,
+		      char **base, void **handle)
+{
+	struct upg_region *r;
+	int err = upg_anon_create(row->rt, len, UPG_ANON_DEFAULT, &r);
+
+	if (err) {
+		side_unavailable(s, "upg_anon_create of %zu bytes: %s (%s)",
+				 len, strerror(-err), upg_last_error());
+		return err;
+	}
+	*base = upg_region_addr(r);
+	*handle = r;
+	return 0;
+}
+
+static void upager_unmap(char *base, size_t len, void *handle)
+{
+	upg_region_destroy(handle);
+}
+
+/* THP off, as upager regions have it: both sides fault 4 KiB pages. */
+static int kernel_map(struct row *row, size_t len, struct side *s,
+		      char **base, void **handle)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+	if (p == MAP_FAILED) {
+		side_unavailable(s, "mmap of %zu bytes: %s", len,
+				 strerror(errno));
+		return -errno;
+	}
+	if (madvise(p, len, MADV_NOHUGEPAGE)) {
+		side_unavailable(s, "madvise(MADV_NOHUGEPAGE): %s",
+				 strerror(errno));
+		munmap(p, len);
+		return -errno;
+	}
+	*base = p;
+	*handle = NULL;
+	return 0;
+}
+
+static void kernel_unmap(char *base, size_t len, void *handle)
+{
+	munmap(base, len);
+}
+
+static const struct memory upager_memory = { upager_map, upager_unmap };
+static const struct memory kernel_memory = { kernel_map, kernel_unmap };
+
+static int first_touch(struct row *row, const struct round *rd,
+		       struct side *s, const struct memory *m)
+{
+	char *base;
+	void *handle;
+	int err = m->map(row, rd->len, s, &base, &handle);
+
+	if (err)
+		return err;
+	err = touch_round(rd, base, s);
+	m->unmap(base, rd->len, handle);
+	return err;
+}
+
+static int first_touch_upager(struct row *row, const struct round *rd,
+			      struct side *s)
+{
+	return first_touch(row, rd, s, &upager_memory);
+}
+
+static int first_touch_kernel(struct row *row, const struct round *rd,
+			      struct side *s)
+{
+	return first_touch(row, rd, s, &kernel_memory);
+}
+
+#define NEEDS_SWAP "needs the swap store (issue 3)"
+#define KERNEL_SWAP "zram under a memory cgroup limit; measured with the " \
+		    "upager side, which " NEEDS_SWAP
+#define NEEDS_FILE "needs file regions (upg_file_create), not landed yet"
+#define NEEDS_SNAP "needs snapshots (upg_snapshot_take), not landed yet"
+#define WITH_UPAGER "measured in the same run as the upager side, which "
+
+#define FIRST_TOUCH .upager = first_touch_upager, .kernel = first_touch_kernel
+
+const struct scenario scenarios[] = {
+	{ .name = "zero-read", .title = "first touch, read, random order",
+	  .kind = UPG_FAULT_ZERO_READ, FIRST_TOUCH },
+	{ .name = "zero-write", .title = "first touch, write, random order",
+	  .write = true, .kind = UPG_FAULT_ZERO_WRITE, FIRST_TOUCH },
+	{ .name = "seq-read", .title = "first touch, read, sequential",
+	  .sequential = true, .kind = UPG_FAULT_ZERO_READ, FIRST_TOUCH },
+	{ .name = "seq-write", .title = "first touch, write, sequential",
+	  .write = true, .sequential = true, .kind = UPG_FAULT_ZERO_WRITE,
+	  FIRST_TOUCH },
+	{ .name = "scale", .title = "thread scaling: first-touch writes, "
+				    "random order",
+	  .write = true, .scaling = true, .kind = UPG_FAULT_ZERO_WRITE,
+	  FIRST_TOUCH },
+	{ .name = "swapin-ram", .title = "swap-in from the compressed RAM tier",
+	  .kind = UPG_FAULT_SWAPIN_RAM, .upager_missing = NEEDS_SWAP,
+	  .kernel_missing = KERNEL_SWAP },
+	{ .name = "swapin-disk", .title = "swap-in from the swap file",
+	  .kind = UPG_FAULT_SWAPIN_DISK, .upager_missing = NEEDS_SWAP,
+	  .kernel_missing = KERNEL_SWAP },
+	{ .name = "file", .title = "file fault, cold page cache",
+	  .kind = UPG_FAULT_FILE, .upager_missing = NEEDS_FILE,
+	  .kernel_missing = WITH_UPAGER NEEDS_FILE },
+	{ .name = "cow", .title = "write to a snapshotted page "
+				  "(kernel: copy-on-write after fork)",
+	  .write = true, .kind = UPG_FAULT_WP, .upager_missing = NEEDS_SNAP,
+	  .kernel_missing = WITH_UPAGER NEEDS_SNAP },
+};
+
+const size_t nscenarios = sizeof(scenarios) / sizeof(scenarios[0]);
+
+const struct scenario *scenario_find(const char *name, size_t len)
+{
+	for (size_t i = 0; i < nscenarios; i++)
+		if (strlen(scenarios[i].name) == len &&
+		    !strncmp(scenarios[i].name, name, len))
+			return &scenarios[i];
+	return NULL;
+}
