@@ -284,14 +284,16 @@ int main(int argc, char **argv)
 	if (err)
 		return err > 0 ? 0 : 2;
 	is_tty = isatty(STDERR_FILENO);
-	for (size_t i = 0; i < b.nrows; i++) {
+	for (size_t i = 0; i < b.nrows && !err; i++) {
 		err = run_row(&b, &b.rows[i]);
-		if (err) {
+		if (err)
 			fprintf(stderr, "upager-bench: %s: %s\n",
 				b.rows[i].name, strerror(-err));
-			return 1;
-		}
 	}
-	report_table(&b);
-	return write_outputs(&b);
+	if (!err) {
+		report_table(&b);
+		err = write_outputs(&b);
+	}
+	free(b.rows);
+	return err ? 1 : 0;
 }

@@ -228,6 +228,7 @@ START_TEST(budget_holds)
 	pthread_join(sampler, NULL);
 	/* Within the budget plus a small fixed overhead (metadata, the
 	 * store's buffers, the sampler's own pages). */
+	fprintf(stderr, "budget_holds: peak RSS growth %ld KiB\n", atomic_load(&peak_rss) - base);
 	ck_assert_msg(atomic_load(&peak_rss) - base <=
 			      (long)(budget / 1024) + 12 * 1024,
 		      "peak RSS grew by %ld KiB with a budget of %llu KiB",
