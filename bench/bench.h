@@ -29,6 +29,8 @@ struct config {
 	unsigned rounds;	/* each row is split in this many rounds */
 	unsigned threads;	/* most faulting threads of the scaling rows */
 	uint64_t seed;
+	uint64_t budget;	/* memory limit of the swap scenarios */
+	const char *swap_dir;	/* upager's swap file there */
 	bool quick;
 	const char *json, *csv, *plot;
 	const char *scenarios;	/* comma-separated names, NULL = all */
@@ -58,6 +60,7 @@ struct row {
 	const struct scenario *sc;
 	char name[32];
 	unsigned threads;	/* faulting threads, and upager handlers */
+	uint64_t budget;	/* memory limit, for the swap rows */
 	uint64_t count;		/* touches asked of each side */
 	struct side side[NSIDES];
 	struct upg_runtime *rt;	/* the upager side's, while measured */
@@ -97,6 +100,10 @@ struct scenario {
 	bool write;
 	bool sequential;	/* pages in order, else shuffled windows */
 	bool scaling;		/* one row per thread count */
+	/* Swap scenarios: the working set, in quarters of the budget (0 for
+	 * the first-touch ones), and how it is touched. */
+	unsigned ws_quarters;
+	enum { TOUCH_UNIFORM, TOUCH_SCAN, TOUCH_HOT } pattern;
 	int kind;		/* enum upg_fault_kind upager serves */
 	/* Measure one round of this side into s, 0 or -errno with s->reason
 	 * set. */
@@ -108,6 +115,12 @@ struct scenario {
 extern const struct scenario scenarios[];
 extern const size_t nscenarios;
 const struct scenario *scenario_find(const char *name, size_t len);
+
+/* swap.c: both sides of the swap scenarios. */
+int swap_upager(struct row *row, const struct round *rd, struct side *s);
+int swap_kernel(struct row *row, const struct round *rd, struct side *s);
+/* Working-set bytes of a swap row, and touches of one full scan of it. */
+uint64_t swap_ws(const struct bench *b, const struct scenario *sc);
 
 /* measure.c */
 static inline uint64_t clock_ns(void)

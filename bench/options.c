@@ -40,6 +40,11 @@ static const char usage[] =
 "  --threads N         most faulting threads of the scaling scenario: it runs\n"
 "                      1, 2, 4, ... up to N, with as many upager handlers\n"
 "                      (default twice the CPUs, at most 64)\n"
+"  --budget SIZE       memory limit of the swap scenarios, upager's and the\n"
+"                      kernel's (a memory cgroup); their working sets are\n"
+"                      1.25 to 3 times it (default 64M; quick 32M)\n"
+"  --swap-dir DIR      where upager's swap file goes (default /var/tmp; a\n"
+"                      tmpfs such as /dev/shm keeps it in RAM, like zram)\n"
 "  --codec NAME        swap-store codec: lz4, zstd or none (default: lz4, or\n"
 "                      UPAGER_CODEC)\n"
 "  --scenarios LIST    comma-separated scenarios to run (default all):\n"
@@ -56,7 +61,7 @@ static const char usage[] =
 "example UPAGER_FAULT_AROUND).  Ratios are upager over the kernel.\n";
 
 enum { OPT_QUICK = 256, OPT_FAULTS, OPT_SIZE, OPT_ROUNDS, OPT_THREADS,
-       OPT_CODEC, OPT_SCENARIOS, OPT_SEED, OPT_JSON, OPT_CSV, OPT_PLOT,
+       OPT_CODEC, OPT_BUDGET, OPT_SWAP_DIR, OPT_SCENARIOS, OPT_SEED, OPT_JSON, OPT_CSV, OPT_PLOT,
        OPT_HELP, OPT_VERSION };
 
 #define ARG(name, id) { name, required_argument, NULL, id }
@@ -66,6 +71,7 @@ static const struct option longopts[] = {
 	FLAG("quick", OPT_QUICK), ARG("faults", OPT_FAULTS),
 	ARG("size", OPT_SIZE), ARG("rounds", OPT_ROUNDS),
 	ARG("threads", OPT_THREADS), ARG("codec", OPT_CODEC),
+	ARG("budget", OPT_BUDGET), ARG("swap-dir", OPT_SWAP_DIR),
 	ARG("scenarios", OPT_SCENARIOS), ARG("seed", OPT_SEED),
 	ARG("json", OPT_JSON), ARG("csv", OPT_CSV), ARG("plot", OPT_PLOT),
 	FLAG("help", OPT_HELP), FLAG("version", OPT_VERSION),
@@ -223,6 +229,10 @@ static void apply_defaults(struct config *cfg, const struct given *given)
 							        : MAX_THREADS);
 	if (!given->seed)
 		cfg->seed = 1;
+	if (!given->budget)
+		cfg->budget = (uint64_t)(cfg->quick ? 32 : 64) << 20;
+	if (!cfg->swap_dir)
+		cfg->swap_dir = "/var/tmp";
 }
 
 static int parse_one(int opt, const char *arg, struct options *o)
@@ -256,6 +266,13 @@ static int parse_one(int opt, const char *arg, struct options *o)
 		break;
 	case OPT_CODEC:
 		err = parse_codec(arg, &o->codec);
+		break;
+	case OPT_BUDGET:
+		err = parse_size(arg, o->page, &cfg->budget);
+		o->given.budget = true;
+		break;
+	case OPT_SWAP_DIR:
+		cfg->swap_dir = arg;
 		break;
 	case OPT_SCENARIOS:
 		err = check_scenarios(arg);

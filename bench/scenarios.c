@@ -95,14 +95,12 @@ static int first_touch_kernel(struct row *row, const struct round *rd,
 	return first_touch(row, rd, s, &kernel_memory);
 }
 
-#define NEEDS_SWAP "needs the swap store (issue 3)"
-#define KERNEL_SWAP "zram under a memory cgroup limit; measured with the " \
-		    "upager side, which " NEEDS_SWAP
 #define NEEDS_FILE "needs file regions (upg_file_create), not landed yet"
 #define NEEDS_SNAP "needs snapshots (upg_snapshot_take), not landed yet"
 #define WITH_UPAGER "measured in the same run as the upager side, which "
 
 #define FIRST_TOUCH .upager = first_touch_upager, .kernel = first_touch_kernel
+#define SWAP .upager = swap_upager, .kernel = swap_kernel
 
 const struct scenario scenarios[] = {
 	{ .name = "zero-read", .title = "first touch, read, random order",
@@ -118,12 +116,25 @@ const struct scenario scenarios[] = {
 				    "random order",
 	  .write = true, .scaling = true, .kind = UPG_FAULT_ZERO_WRITE,
 	  FIRST_TOUCH },
-	{ .name = "swapin-ram", .title = "swap-in from the compressed RAM tier",
-	  .kind = UPG_FAULT_SWAPIN_RAM, .upager_missing = NEEDS_SWAP,
-	  .kernel_missing = KERNEL_SWAP },
-	{ .name = "swapin-disk", .title = "swap-in from the swap file",
-	  .kind = UPG_FAULT_SWAPIN_DISK, .upager_missing = NEEDS_SWAP,
-	  .kernel_missing = KERNEL_SWAP },
+	/* Kernel side of these: the same in a memory cgroup limited to the
+	 * budget, with zram (lz4) as swap. */
+	{ .name = "swapin-ram", .title = "random reads, working set 1.25x "
+					 "the budget (upager: RAM tier)",
+	  .ws_quarters = 5, .kind = UPG_FAULT_SWAPIN_RAM, SWAP },
+	{ .name = "swapin-disk", .title = "random reads, working set 3x the "
+					  "budget (upager: swap file)",
+	  .ws_quarters = 12, .kind = UPG_FAULT_SWAPIN_DISK, SWAP },
+	{ .name = "swap-random", .title = "random reads, working set 2x the "
+					  "budget",
+	  .ws_quarters = 8, .kind = UPG_FAULT_SWAPIN_DISK, SWAP },
+	{ .name = "swap-scan", .title = "sequential scans, working set 2x the "
+					"budget",
+	  .ws_quarters = 8, .pattern = TOUCH_SCAN, .sequential = true,
+	  .kind = UPG_FAULT_SWAPIN_DISK, SWAP },
+	{ .name = "swap-hot", .title = "reads, 80% to a fifth of a working "
+				       "set 2x the budget",
+	  .ws_quarters = 8, .pattern = TOUCH_HOT,
+	  .kind = UPG_FAULT_SWAPIN_DISK, SWAP },
 	{ .name = "file", .title = "file fault, cold page cache",
 	  .kind = UPG_FAULT_FILE, .upager_missing = NEEDS_FILE,
 	  .kernel_missing = WITH_UPAGER NEEDS_FILE },

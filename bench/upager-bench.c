@@ -32,6 +32,32 @@ static uint64_t splitmix(uint64_t *s)
  * page in each fault-around window, windows shuffled, so that every touch
  * is a fault on both sides (upager maps a read fault's whole window).
  */
+/* Swap rows: touches spread over the working set by the row's pattern. */
+static void plan_swap_round(const struct bench *b, const struct row *row,
+			    uint64_t n, uint64_t seed, uint64_t *off,
+			    struct round *rd)
+{
+	uint64_t pages = swap_ws(b, row->sc) / b->page, hot = pages / 5;
+
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t x = splitmix(&seed);
+
+		switch (row->sc->pattern) {
+		case TOUCH_SCAN:
+			off[i] = i % pages;
+			break;
+		case TOUCH_HOT:
+			off[i] = x % 5 ? x % hot : hot + x % (pages - hot);
+			break;
+		default:
+			off[i] = x % pages;
+		}
+		off[i] *= b->page;
+	}
+	*rd = (struct round){ .row = row, .len = pages * b->page, .off = off,
+			      .n = n, .write = false };
+}
+
 static void plan_round(const struct bench *b, const struct row *row,
 		       unsigned r, uint64_t *off, struct round *rd)
 {
@@ -40,6 +66,10 @@ static void plan_round(const struct bench *b, const struct row *row,
 	uint64_t n = row->count / b->cfg.rounds + (r < row->count %
 							   b->cfg.rounds);
 
+	if (row->sc->ws_quarters) {
+		plan_swap_round(b, row, n, seed, off, rd);
+		return;
+	}
 	for (uint64_t i = 0; i < n; i++)
 		off[i] = i;
 	for (uint64_t i = n; !row->sc->sequential && i > 1; i--) {
@@ -115,6 +145,10 @@ static int runtime_start(const struct bench *b, struct row *row)
 	if (!s->available)
 		return 0;
 	o.handlers = row->threads;
+	if (row->sc->ws_quarters) {
+		o.mem_limit = b->cfg.budget;
+		o.swap_dir = b->cfg.swap_dir;
+	}
 	err = upg_runtime_create(&o, &row->rt);
 	if (err)
 		side_unavailable(s, "upg_runtime_create: %s (%s)",
@@ -195,8 +229,13 @@ static void add_row(struct bench *b, const struct scenario *sc,
 
 	row->sc = sc;
 	row->threads = threads;
+	row->budget = b->cfg.budget;
 	row->count = sc->sequential ? b->cfg.size / b->page * b->cfg.rounds
 				    : b->cfg.faults;
+	if (sc->ws_quarters)	/* a scan reads the working set once a round */
+		row->count = sc->pattern == TOUCH_SCAN
+				     ? swap_ws(b, sc) / b->page * b->cfg.rounds
+				     : b->cfg.faults / 4;
 	if (sc->scaling)
 		snprintf(row->name, sizeof(row->name), "%s-%u", sc->name,
 			 threads);

@@ -22,8 +22,9 @@
 #define BATCH 64		/* victims chosen per sweep step */
 #define GHOSTS 8192		/* recently evicted pages remembered */
 #define REFAULT_WINDOW_NS 1000000000ull
-#define WAIT_STEP_US 100	/* a handler at the limit re-checks this often */
-#define WAIT_MAX_STEPS 500	/* ...for at most 50 ms */
+/* A handler at the limit waits until the evictor makes room, finds the
+ * store full or nothing it can evict; this is only a safety net. */
+#define WAIT_MAX_MS 1000
 
 struct ghost {
 	_Atomic uintptr_t addr;
@@ -38,11 +39,13 @@ struct victim {
 struct evictor {
 	pthread_t thread;
 	pthread_mutex_t lock;
-	pthread_cond_t wake;
+	pthread_cond_t wake;		/* the evictor waits here */
+	pthread_cond_t progress;	/* handlers at the limit wait here */
 	_Atomic bool stop, kicked;
 	_Atomic bool store_full;	/* the last put found no room */
+	_Atomic bool stuck;		/* the last round found nothing to evict */
 	_Atomic bool warned_full, warned_thrash;
-	void *staging;			/* one registered page MOVEs land in */
+	void *staging;			/* BATCH registered pages MOVEs land in */
 	uint64_t limit, high, low;	/* bytes */
 	uintptr_t hand;			/* address the sweep resumes at */
 	struct ghost ghosts[GHOSTS];
@@ -68,25 +71,53 @@ static void kick(struct evictor *ev)
 	pthread_mutex_unlock(&ev->lock);
 }
 
+static struct timespec deadline_ms(unsigned ms)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	t.tv_nsec += (long)(ms % 1000) * 1000000;
+	t.tv_sec += ms / 1000 + t.tv_nsec / 1000000000;
+	t.tv_nsec %= 1000000000;
+	return t;
+}
+
+/* At the limit: wait for the evictor to make room, woken by each batch it
+ * finishes.  ev->lock is held only around the wait, never while touching
+ * managed memory, so the evictor can always take it. */
+static bool wait_for_room(struct upg_runtime *rt, struct evictor *ev,
+			  uint64_t need)
+{
+	struct timespec until = deadline_ms(WAIT_MAX_MS);
+	bool room;
+
+	pthread_mutex_lock(&ev->lock);
+	for (;;) {
+		room = budget_usage(rt) + need <= ev->limit;
+		if (room || atomic_load(&ev->store_full) ||
+		    atomic_load(&ev->stuck))
+			break;
+		atomic_store(&ev->kicked, true);
+		pthread_cond_signal(&ev->wake);
+		if (pthread_cond_timedwait(&ev->progress, &ev->lock, &until))
+			break;
+	}
+	pthread_mutex_unlock(&ev->lock);
+	return room || budget_usage(rt) + need <= ev->limit;
+}
+
 bool budget_charge(struct upg_runtime *rt, uint64_t npages)
 {
 	struct evictor *ev = rt->evictor;
-	uint64_t need = npages << PAGE_SHIFT;
+	uint64_t need = npages << PAGE_SHIFT, usage;
 
 	if (!ev)
 		return true;
-	if (budget_usage(rt) + need > ev->high)
+	usage = budget_usage(rt) + need;
+	if (usage > ev->high)
 		kick(ev);
-	for (int i = 0; i < WAIT_MAX_STEPS; i++) {
-		struct timespec ts = { 0, WAIT_STEP_US * 1000 };
-
-		if (budget_usage(rt) + need <= ev->limit)
-			return true;
-		if (atomic_load(&ev->store_full))
-			break;
-		kick(ev);
-		nanosleep(&ts, NULL);
-	}
+	if (usage <= ev->limit || wait_for_room(rt, ev, need))
+		return true;
 	counter_add(&rt->ctr.over_budget, 1);
 	if (rt->opts.full_policy == UPG_FULL_SIGBUS)
 		return false;
@@ -248,10 +279,15 @@ static void *page_of(struct upg_region *r, uint64_t idx)
 	return (void *)(r->start + (idx << PAGE_SHIFT));
 }
 
-/* Returns 1 if the page left memory, 0 if it stayed, -ENOSPC if the store
- * had no room for it. */
-static int evict_one(struct upg_runtime *rt, struct evictor *ev,
-		     struct upg_region *r, uint64_t idx)
+/*
+ * Evict page idx of r through the staging page `slot`, which the caller
+ * drops with the rest of the batch's (one TLB flush for them all: each
+ * flush is an IPI to every CPU running this process, the dominant cost of
+ * eviction in a VM).  Returns 1 if the page left memory, 0 if it stayed,
+ * -ENOSPC if the store had no room for it.
+ */
+static int evict_one(struct upg_runtime *rt, struct upg_region *r,
+		     uint64_t idx, void *slot)
 {
 	_Atomic pte_t *e = pt_entry(&r->pt, idx, false);
 	void *addr = page_of(r, idx);
@@ -276,7 +312,7 @@ static int evict_one(struct upg_runtime *rt, struct evictor *ev,
 		goto gone;
 	}
 	/* From here on any access to the page faults and waits on BUSY. */
-	rc = uffd_move(rt->uffd, ev->staging, addr, PAGE_SIZE);
+	rc = uffd_move(rt->uffd, slot, addr, PAGE_SIZE);
 	if (rc == -ENOENT) {
 		/* No page there: the application dropped it itself
 		 * (MADV_DONTNEED), so it reads as zeros now. */
@@ -288,21 +324,20 @@ static int evict_one(struct upg_runtime *rt, struct evictor *ev,
 		pte_unlock(e, rc == -EBUSY ? old | PTE_PINNED : old);
 		return 0;
 	}
-	if (store_page_is_zero(ev->staging)) {
+	if (store_page_is_zero(slot)) {
 		val = pte_make(PTE_EMPTY, 0, 0);
 	} else {
-		rc = store_put(rt->store, ev->staging, &handle);
+		rc = store_put(rt->store, slot, &handle);
 		if (rc < 0) {
 			/* Nothing is lost: the page goes back where it was. */
-			uffd_move(rt->uffd, addr, ev->staging, PAGE_SIZE);
+			uffd_move(rt->uffd, addr, slot, PAGE_SIZE);
 			pte_unlock(e, old);
-			atomic_store(&ev->store_full, true);
+			atomic_store(&rt->evictor->store_full, true);
 			return -ENOSPC;
 		}
-		atomic_store(&ev->store_full, false);
+		atomic_store(&rt->evictor->store_full, false);
 		val = pte_make(PTE_STORED, 0, handle);
 	}
-	madvise(ev->staging, PAGE_SIZE, MADV_DONTNEED);
 	counter_add(&rt->ctr.evictions_dirty, 1);
 	counter_add(&r->ctr.evictions_dirty, 1);
 gone:
@@ -310,6 +345,13 @@ gone:
 	region_add_resident(r, -1);
 	ghost_note_evicted(rt, (uintptr_t)addr);
 	return 1;
+}
+
+static void wake_waiters(struct evictor *ev)
+{
+	pthread_mutex_lock(&ev->lock);
+	pthread_cond_broadcast(&ev->progress);
+	pthread_mutex_unlock(&ev->lock);
 }
 
 /* One round: evict until usage is at the low watermark or nothing more
@@ -323,18 +365,25 @@ static void evict_round(struct upg_runtime *rt, struct evictor *ev)
 		region_sync_written(rt->regions[i]);
 	while (budget_usage(rt) > ev->low && !atomic_load(&ev->stop)) {
 		unsigned n = select_victims(rt, ev, v, BATCH), gone = 0;
+		int rc = 0;
 
-		for (unsigned i = 0; i < n; i++) {
-			int rc = evict_one(rt, ev, v[i].r, v[i].idx);
-
-			if (rc == -ENOSPC)
-				return;
+		for (unsigned i = 0; i < n && rc != -ENOSPC; i++) {
+			rc = evict_one(rt, v[i].r, v[i].idx,
+				       (char *)ev->staging + i * PAGE_SIZE);
 			gone += rc == 1;
 		}
+		madvise(ev->staging, BATCH * PAGE_SIZE, MADV_DONTNEED);
+		wake_waiters(ev);
+		if (rc == -ENOSPC)
+			return;
 		/* CLOCK may need a lap to clear REF bits before it finds a
 		 * victim; two laps without one mean nothing can go. */
-		if (gone == 0 && ++idle_laps > 2)
+		if (gone == 0 && ++idle_laps > 2) {
+			atomic_store(&ev->stuck, true);
+			wake_waiters(ev);
 			return;
+		}
+		atomic_store(&ev->stuck, false);
 	}
 }
 
@@ -344,14 +393,8 @@ static void *evictor_main(void *arg)
 	struct evictor *ev = rt->evictor;
 
 	while (!atomic_load(&ev->stop)) {
-		struct timespec until;
+		struct timespec until = deadline_ms(20);
 
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += 20 * 1000000;
-		if (until.tv_nsec >= 1000000000) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000;
-		}
 		pthread_mutex_lock(&ev->lock);
 		if (!atomic_load(&ev->kicked) && !atomic_load(&ev->stop))
 			pthread_cond_timedwait(&ev->wake, &ev->lock, &until);
@@ -380,20 +423,23 @@ int evictor_start(struct upg_runtime *rt)
 		return -ENOMEM;
 	pthread_mutex_init(&ev->lock, NULL);
 	pthread_cond_init(&ev->wake, NULL);
+	pthread_cond_init(&ev->progress, NULL);
+	/* Wake early and evict well below the limit, so the evictor works
+	 * ahead of the faults and they seldom wait for it. */
 	ev->limit = limit;
-	ev->high = limit - limit / 16;
-	ev->low = limit - limit / 8;
+	ev->high = limit - limit / 8;
+	ev->low = limit - limit / 4;
 	/* The staging page must look like region memory to UFFDIO_MOVE:
 	 * same protections, registered with the same userfaultfd. */
-	ev->staging = mmap(NULL, PAGE_SIZE, PROT_READ | PROT_WRITE,
+	ev->staging = mmap(NULL, BATCH * PAGE_SIZE, PROT_READ | PROT_WRITE,
 			   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (ev->staging == MAP_FAILED) {
 		err = -errno;
 		goto fail;
 	}
-	madvise(ev->staging, PAGE_SIZE, MADV_NOHUGEPAGE);
-	madvise(ev->staging, PAGE_SIZE, MADV_DONTFORK);
-	err = uffd_register(rt->uffd, ev->staging, PAGE_SIZE, &wp);
+	madvise(ev->staging, BATCH * PAGE_SIZE, MADV_NOHUGEPAGE);
+	madvise(ev->staging, BATCH * PAGE_SIZE, MADV_DONTFORK);
+	err = uffd_register(rt->uffd, ev->staging, BATCH * PAGE_SIZE, &wp);
 	if (err)
 		goto fail_map;
 	rt->evictor = ev;
@@ -405,7 +451,7 @@ int evictor_start(struct upg_runtime *rt)
 	return 0;
 
 fail_map:
-	munmap(ev->staging, PAGE_SIZE);
+	munmap(ev->staging, BATCH * PAGE_SIZE);
 fail:
 	mem_free(ev, sizeof(*ev));
 	log_error("cannot start the evictor: %s", strerror(-err));
@@ -424,8 +470,9 @@ void evictor_stop(struct upg_runtime *rt)
 	pthread_cond_signal(&ev->wake);
 	pthread_mutex_unlock(&ev->lock);
 	pthread_join(ev->thread, NULL);
-	munmap(ev->staging, PAGE_SIZE);
+	munmap(ev->staging, BATCH * PAGE_SIZE);
 	pthread_cond_destroy(&ev->wake);
+	pthread_cond_destroy(&ev->progress);
 	pthread_mutex_destroy(&ev->lock);
 	rt->evictor = NULL;
 	mem_free(ev, sizeof(*ev));

@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The swap scenarios.  Each round maps a working set larger than the
+ * budget, fills it with compressible data (not timed), then times reads
+ * spread over it by the scenario's pattern.
+ *
+ * upager: a runtime whose mem_limit is the budget.  The kernel: a child
+ * process in a memory cgroup (v1) limited to the budget, with zram (lz4)
+ * as its swap, set up on first use and torn down at exit.  Both sides get
+ * the same limit and compress with lz4; zram's compressed pages are not
+ * charged to the cgroup, as upager's swap file is not charged to the budget
+ * (--swap-dir /dev/shm keeps that file in RAM, as zram keeps its pages).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "bench.h"
+
+#define ZRAM "/sys/block/zram0"
+#define ZRAM_DEV "/dev/zram0"
+#define CGROUP_ROOT "/sys/fs/cgroup/memory"
+
+static struct {
+	bool tried, ready, zram_on;
+	char reason[REASON_LEN];
+	char cgroup[128];
+} env;
+
+uint64_t swap_ws(const struct bench *b, const struct scenario *sc)
+{
+	return b->cfg.budget * sc->ws_quarters / 4;
+}
+
+static int write_file(const char *path, const char *fmt, ...)
+{
+	char buf[64];
+	va_list ap;
+	int fd, n, err = 0;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (write(fd, buf, (size_t)n) != n)
+		err = -errno;
+	close(fd);
+	return err;
+}
+
+static bool zram_busy(void)
+{
+	char line[256];
+	bool busy = false;
+	FILE *f = fopen("/proc/swaps", "r");
+
+	while (f && fgets(line, sizeof(line), f))
+		busy |= !strncmp(line, ZRAM_DEV, strlen(ZRAM_DEV));
+	if (f)
+		fclose(f);
+	return busy;
+}
+
+static void teardown(void)
+{
+	if (env.cgroup[0])
+		rmdir(env.cgroup);
+	if (env.zram_on && system("swapoff " ZRAM_DEV " 2>/dev/null") == 0)
+		write_file(ZRAM "/reset", "1");
+	env.zram_on = false;
+	env.cgroup[0] = '\0';
+}
+
+static bool fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(env.reason, sizeof(env.reason), fmt, ap);
+	va_end(ap);
+	teardown();
+	return false;
+}
+
+/* zram0 as swap, lz4, large enough for every working set; and a cgroup
+ * limited to the budget for the kernel side's children. */
+static bool env_setup(uint64_t budget)
+{
+	struct stat st;
+	char path[192];
+
+	if (env.tried)
+		return env.ready;
+	env.tried = true;
+	if (geteuid() != 0)
+		return fail("the kernel swap baseline needs root (zram and a "
+			    "memory cgroup)");
+	if (stat(ZRAM, &st))
+		return fail("no zram device (modprobe zram)");
+	if (stat(CGROUP_ROOT "/memory.limit_in_bytes", &st))
+		return fail("no cgroup v1 memory controller at " CGROUP_ROOT);
+	if (zram_busy())
+		return fail(ZRAM_DEV " is in use as swap already");
+	write_file(ZRAM "/reset", "1");
+	if (write_file(ZRAM "/comp_algorithm", "lz4") ||
+	    write_file(ZRAM "/disksize", "%llu",
+		       (unsigned long long)(4 * budget + (256 << 20))))
+		return fail("cannot configure " ZRAM " (lz4, disksize)");
+	if (system("mkswap " ZRAM_DEV " >/dev/null 2>&1") ||
+	    system("swapon -p 32767 " ZRAM_DEV " 2>/dev/null"))
+		return fail("mkswap/swapon " ZRAM_DEV " failed");
+	env.zram_on = true;
+	atexit(teardown);
+	snprintf(env.cgroup, sizeof(env.cgroup), CGROUP_ROOT "/upager-bench-%d",
+		 (int)getpid());
+	snprintf(path, sizeof(path), "%s/memory.limit_in_bytes", env.cgroup);
+	if (mkdir(env.cgroup, 0755) ||
+	    write_file(path, "%llu", (unsigned long long)budget))
+		return fail("cannot set up the memory cgroup %s: %s",
+			    env.cgroup, strerror(errno));
+	env.ready = true;
+	return true;
+}
+
+/* Text-like pages: compress about 3:1 with lz4, like a typical heap. */
+static void fill(char *base, size_t len)
+{
+	for (size_t off = 0; off < len; off += 64) {
+		uint64_t *w = (uint64_t *)(base + off);
+
+		w[0] = off * 0x9e3779b97f4a7c15ull;
+		for (int i = 1; i < 8; i++)
+			w[i] = (off >> 12) + (uint64_t)i;
+	}
+}
+
+int swap_upager(struct row *row, const struct round *rd, struct side *s)
+{
+	struct upg_region *r;
+	int err = upg_anon_create(row->rt, rd->len, UPG_ANON_DEFAULT, &r);
+
+	if (err) {
+		side_unavailable(s, "upg_anon_create: %s", strerror(-err));
+		return err;
+	}
+	fill(upg_region_addr(r), rd->len);
+	err = touch_round(rd, upg_region_addr(r), s);
+	upg_region_destroy(r);
+	return err;
+}
+
+/* What the child measured, in memory shared with the parent. */
+struct shared {
+	uint64_t n, wall_ns;
+	int err;
+	uint64_t ns[];
+};
+
+static void child(const struct round *rd, struct shared *sh)
+{
+	char path[192];
+	char *base;
+	struct side cs = { .available = true, .ns = sh->ns };
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", env.cgroup);
+	sh->err = write_file(path, "%d", (int)getpid());
+	if (sh->err)
+		_exit(1);
+	base = mmap(NULL, rd->len, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (base == MAP_FAILED || madvise(base, rd->len, MADV_NOHUGEPAGE)) {
+		sh->err = -errno;
+		_exit(1);
+	}
+	fill(base, rd->len);
+	sh->err = touch_round(rd, base, &cs);
+	sh->n = cs.n;
+	sh->wall_ns = cs.wall_ns;
+	_exit(sh->err ? 1 : 0);
+}
+
+int swap_kernel(struct row *row, const struct round *rd, struct side *s)
+{
+	size_t len = sizeof(struct shared) + rd->n * sizeof(uint64_t);
+	struct shared *sh;
+	int status;
+	pid_t pid;
+
+	if (!env_setup(row->budget)) {
+		side_unavailable(s, "%s", env.reason);
+		return -ENOTSUP;
+	}
+	/* Shared and populated here, so it is charged to us, not the child. */
+	sh = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		  MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (sh == MAP_FAILED)
+		return -errno;
+	sh->err = -ECHILD;
+	pid = fork();
+	if (pid == 0)
+		child(rd, sh);
+	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+	    WEXITSTATUS(status)) {
+		side_unavailable(s, "kernel-side child failed: %s (status %#x)",
+				 strerror(-sh->err), pid < 0 ? 0 : status);
+		munmap(sh, len);
+		return -ECHILD;
+	}
+	memcpy(s->ns + s->n, sh->ns, sh->n * sizeof(uint64_t));
+	s->n += sh->n;
+	s->wall_ns += sh->wall_ns;
+	munmap(sh, len);
+	return 0;
+}
