@@ -235,11 +235,14 @@ static void json_config(FILE *f, const struct bench *b)
 		(unsigned long long)b->clock_ns);
 	fprintf(f, "  \"config\": {\"quick\": %s, \"faults\": %llu, \"size\": "
 		"%llu, \"rounds\": %u, \"threads\": %u, \"seed\": %llu, "
-		"\"codec\": \"%s\", \"fault_around\": %u},\n",
+		"\"codec\": \"%s\", \"fault_around\": %u, \"budget\": %llu, "
+		"\"swap_dir\": ",
 		c->quick ? "true" : "false", (unsigned long long)c->faults,
 		(unsigned long long)c->size, c->rounds, c->threads,
 		(unsigned long long)c->seed, codec_name(b->opts.codec),
-		b->opts.fault_around);
+		b->opts.fault_around, (unsigned long long)c->budget);
+	json_string(f, c->swap_dir);
+	fprintf(f, "},\n");
 }
 
 static int close_report(FILE *f, const char *path)

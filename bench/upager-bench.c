@@ -232,10 +232,8 @@ static void add_row(struct bench *b, const struct scenario *sc,
 	row->budget = b->cfg.budget;
 	row->count = sc->sequential ? b->cfg.size / b->page * b->cfg.rounds
 				    : b->cfg.faults;
-	if (sc->ws_quarters)	/* a scan reads the working set once a round */
-		row->count = sc->pattern == TOUCH_SCAN
-				     ? swap_ws(b, sc) / b->page * b->cfg.rounds
-				     : b->cfg.faults / 4;
+	if (sc->pattern == TOUCH_SCAN)	/* the working set once a round */
+		row->count = swap_ws(b, sc) / b->page * b->cfg.rounds;
 	if (sc->scaling)
 		snprintf(row->name, sizeof(row->name), "%s-%u", sc->name,
 			 threads);

@@ -20,7 +20,8 @@ import tempfile
 SKIP = 77
 PCTS = ["p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"]
 ALL = ["zero-read", "zero-write", "seq-read", "seq-write", "scale",
-       "swapin-ram", "swapin-disk", "file", "cow"]
+       "swapin-ram", "swapin-disk", "swap-random", "swap-scan", "swap-hot",
+       "file", "cow"]
 failures = []
 
 
@@ -32,6 +33,8 @@ def check(ok, what):
 def expected_count(row, cfg, page):
     if row["scenario"].startswith("seq-"):
         return cfg["size"] // page * cfg["rounds"]
+    if row["scenario"] == "swap-scan":  # a working set of twice the budget
+        return 2 * cfg["budget"] // page * cfg["rounds"]
     return cfg["faults"]
 
 
