@@ -101,6 +101,10 @@ struct upg_options {
 				 * (UPAGER_STATS) */
 	int stats_format;	/* UPG_STATS_TEXT or UPG_STATS_JSON */
 	int policy;		/* enum upg_policy (UPAGER_POLICY) */
+	uint32_t spin_us;	/* after serving faults, a handler keeps polling
+				 * this long before it sleeps, 0..1000
+				 * (UPAGER_SPIN_US) */
+	uint32_t reserved_u32;
 	uint64_t reserved[8];	/* zero; room to grow */
 };
 

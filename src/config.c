@@ -57,6 +57,8 @@ static const struct opt options[] = {
 	  "clock", "which resident page to evict first" },
 	{ "UPAGER_HANDLERS", OPT_UINT, FIELD(handlers), 1, 64, NULL, "1",
 	  "fault-handling threads" },
+	{ "UPAGER_SPIN_US", OPT_UINT, FIELD(spin_us), 0, 1000, NULL, "0",
+	  "microseconds a handler polls for more faults before sleeping" },
 	{ "UPAGER_FAULT_AROUND", OPT_UINT, FIELD(fault_around), 1, 512, NULL,
 	  "16", "pages mapped to the zero page per read fault" },
 	{ "UPAGER_LOG", OPT_ENUM, FIELD(log_level), 0, 0, log_names, "warn",
