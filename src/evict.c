@@ -9,6 +9,9 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "evict.h"
@@ -36,6 +39,22 @@ struct victim {
 	uint64_t idx;
 };
 
+/*
+ * Clean pages of one batch, dropped together: process_madvise() zaps a
+ * vector of ranges with a single TLB flush, where madvise() per page
+ * would cost an IPI to every CPU of the process for each.  Their entries
+ * stay BUSY until the zap is done.
+ */
+struct zap_batch {
+	struct iovec iov[BATCH];
+	struct {
+		struct upg_region *r;
+		_Atomic pte_t *e;
+		pte_t val;
+	} page[BATCH];
+	unsigned n;
+};
+
 struct evictor {
 	pthread_t thread;
 	pthread_mutex_t lock;
@@ -46,9 +65,11 @@ struct evictor {
 	_Atomic bool stuck;		/* the last round found nothing to evict */
 	_Atomic bool warned_full, warned_thrash;
 	void *staging;			/* BATCH registered pages MOVEs land in */
+	int pidfd;			/* this process, for process_madvise */
 	uint64_t limit, high, low;	/* bytes */
 	uintptr_t hand;			/* address the sweep resumes at */
 	struct ghost ghosts[GHOSTS];
+	struct zap_batch zap;		/* the evictor thread's */
 	/* Thrashing detection over one-second windows. */
 	_Atomic uint64_t win_start, win_swapins, win_refaults;
 };
@@ -279,6 +300,37 @@ static void *page_of(struct upg_region *r, uint64_t idx)
 	return (void *)(r->start + (idx << PAGE_SHIFT));
 }
 
+/* The page left memory: publish its new entry and account for it. */
+static void retire(struct upg_runtime *rt, struct upg_region *r,
+		   _Atomic pte_t *e, void *addr, pte_t val)
+{
+	pte_unlock(e, val);
+	region_add_resident(r, -1);
+	ghost_note_evicted(rt, (uintptr_t)addr);
+}
+
+static void zap_flush(struct upg_runtime *rt, struct evictor *ev,
+		      struct zap_batch *zb)
+{
+	ssize_t done = -1;
+
+	if (zb->n == 0)
+		return;
+	if (ev->pidfd >= 0)
+		done = syscall(SYS_process_madvise, ev->pidfd, zb->iov,
+			       (size_t)zb->n, MADV_DONTNEED, 0);
+	if (done != (ssize_t)(zb->n * PAGE_SIZE))
+		for (unsigned i = 0; i < zb->n; i++)
+			madvise(zb->iov[i].iov_base, PAGE_SIZE, MADV_DONTNEED);
+	for (unsigned i = 0; i < zb->n; i++) {
+		retire(rt, zb->page[i].r, zb->page[i].e, zb->iov[i].iov_base,
+		       zb->page[i].val);
+		counter_add(&zb->page[i].r->ctr.evictions_clean, 1);
+	}
+	counter_add(&rt->ctr.evictions_clean, zb->n);
+	zb->n = 0;
+}
+
 /*
  * Evict page idx of r through the staging page `slot`, which the caller
  * drops with the rest of the batch's (one TLB flush for them all: each
@@ -287,7 +339,7 @@ static void *page_of(struct upg_region *r, uint64_t idx)
  * -ENOSPC if the store had no room for it.
  */
 static int evict_one(struct upg_runtime *rt, struct upg_region *r,
-		     uint64_t idx, void *slot)
+		     uint64_t idx, void *slot, struct zap_batch *zb)
 {
 	_Atomic pte_t *e = pt_entry(&r->pt, idx, false);
 	void *addr = page_of(r, idx);
@@ -304,12 +356,13 @@ static int evict_one(struct upg_runtime *rt, struct upg_region *r,
 	if (old & PTE_CACHED) {
 		/* Clean: installed write-protected with its stored copy and
 		 * not written since (a write would have cleared CACHED under
-		 * BUSY first), so no write can land while we drop it. */
-		madvise(addr, PAGE_SIZE, MADV_DONTNEED);
-		val = pte_make(PTE_STORED, 0, pte_payload(old));
-		counter_add(&rt->ctr.evictions_clean, 1);
-		counter_add(&r->ctr.evictions_clean, 1);
-		goto gone;
+		 * BUSY first), so no write can land before the batch's zap. */
+		zb->iov[zb->n] = (struct iovec){ addr, PAGE_SIZE };
+		zb->page[zb->n].r = r;
+		zb->page[zb->n].e = e;
+		zb->page[zb->n++].val = pte_make(PTE_STORED, 0,
+						 pte_payload(old));
+		return 1;
 	}
 	/* From here on any access to the page faults and waits on BUSY. */
 	rc = uffd_move(rt->uffd, slot, addr, PAGE_SIZE);
@@ -341,9 +394,7 @@ static int evict_one(struct upg_runtime *rt, struct upg_region *r,
 	counter_add(&rt->ctr.evictions_dirty, 1);
 	counter_add(&r->ctr.evictions_dirty, 1);
 gone:
-	pte_unlock(e, val);
-	region_add_resident(r, -1);
-	ghost_note_evicted(rt, (uintptr_t)addr);
+	retire(rt, r, e, addr, val);
 	return 1;
 }
 
@@ -358,6 +409,7 @@ static void wake_waiters(struct evictor *ev)
  * can go.  Caller holds regions_lock for reading. */
 static void evict_round(struct upg_runtime *rt, struct evictor *ev)
 {
+	struct zap_batch *zb = &ev->zap;
 	struct victim v[BATCH];
 	unsigned idle_laps = 0;
 
@@ -369,9 +421,10 @@ static void evict_round(struct upg_runtime *rt, struct evictor *ev)
 
 		for (unsigned i = 0; i < n && rc != -ENOSPC; i++) {
 			rc = evict_one(rt, v[i].r, v[i].idx,
-				       (char *)ev->staging + i * PAGE_SIZE);
+				       (char *)ev->staging + i * PAGE_SIZE, zb);
 			gone += rc == 1;
 		}
+		zap_flush(rt, ev, zb);
 		madvise(ev->staging, BATCH * PAGE_SIZE, MADV_DONTNEED);
 		wake_waiters(ev);
 		if (rc == -ENOSPC)
@@ -424,6 +477,7 @@ int evictor_start(struct upg_runtime *rt)
 	pthread_mutex_init(&ev->lock, NULL);
 	pthread_cond_init(&ev->wake, NULL);
 	pthread_cond_init(&ev->progress, NULL);
+	ev->pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
 	/* Wake early and evict well below the limit, so the evictor works
 	 * ahead of the faults and they seldom wait for it. */
 	ev->limit = limit;
@@ -453,6 +507,8 @@ int evictor_start(struct upg_runtime *rt)
 fail_map:
 	munmap(ev->staging, BATCH * PAGE_SIZE);
 fail:
+	if (ev->pidfd >= 0)
+		close(ev->pidfd);
 	mem_free(ev, sizeof(*ev));
 	log_error("cannot start the evictor: %s", strerror(-err));
 	return err;
@@ -473,6 +529,8 @@ void evictor_stop(struct upg_runtime *rt)
 	munmap(ev->staging, BATCH * PAGE_SIZE);
 	pthread_cond_destroy(&ev->wake);
 	pthread_cond_destroy(&ev->progress);
+	if (ev->pidfd >= 0)
+		close(ev->pidfd);
 	pthread_mutex_destroy(&ev->lock);
 	rt->evictor = NULL;
 	mem_free(ev, sizeof(*ev));
