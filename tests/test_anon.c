@@ -15,14 +15,6 @@
 
 const bool test_needs_uffd = true;
 
-static struct upg_stats stats_of(struct upg_runtime *rt)
-{
-	struct upg_stats st;
-
-	ck_assert_int_eq(upg_stats_get(rt, &st), 0);
-	return st;
-}
-
 START_TEST(untouched_reads_zero_then_writes_stick)
 {
 	struct upg_runtime *rt = test_runtime(1, 0);
@@ -31,13 +23,12 @@ START_TEST(untouched_reads_zero_then_writes_stick)
 	size_t npages = 4096;
 	char *p;
 
-	ck_assert_int_eq(upg_anon_create(rt, npages * TPAGE, 0, &r), 0);
-	p = upg_region_addr(r);
+	p = test_region(rt, npages * TPAGE, &r);
 	ck_assert_ptr_nonnull(p);
 	ck_assert_uint_eq(upg_region_size(r), npages * TPAGE);
 	for (size_t i = 0; i < npages; i += 7)
 		ck_assert(page_is_zero(p + i * TPAGE));
-	st = stats_of(rt);
+	st = test_stats(rt);
 	ck_assert_uint_gt(st.faults[UPG_FAULT_ZERO_READ], 0);
 	/* Fault-around: fewer faults than pages read. */
 	ck_assert_uint_lt(st.faults[UPG_FAULT_ZERO_READ], npages / 7);
@@ -50,14 +41,14 @@ START_TEST(untouched_reads_zero_then_writes_stick)
 		else
 			ck_assert_msg(page_is_zero(p + i * TPAGE), "page %zu", i);
 	}
-	st = stats_of(rt);
+	st = test_stats(rt);
 	ck_assert_uint_ge(st.pages_resident, npages / 3);
 	ck_assert_uint_eq(st.regions, 1);
 	ck_assert_uint_gt(st.latency[UPG_FAULT_ZERO_READ].count, 0);
 	ck_assert_uint_le(st.latency[UPG_FAULT_ZERO_READ].p50_ns,
 			  st.latency[UPG_FAULT_ZERO_READ].p99_ns);
 	ck_assert_int_eq(upg_region_destroy(r), 0);
-	ck_assert_uint_eq(stats_of(rt).pages_resident, 0);
+	ck_assert_uint_eq(test_stats(rt).pages_resident, 0);
 	upg_runtime_destroy(rt);
 }
 END_TEST
@@ -70,15 +61,14 @@ START_TEST(sequential_access_faults_less)
 	size_t npages = 16384;
 	char *p;
 
-	ck_assert_int_eq(upg_anon_create(rt, npages * TPAGE, 0, &r), 0);
-	p = upg_region_addr(r);
+	p = test_region(rt, npages * TPAGE, &r);
 	for (size_t i = 0; i < npages / 2; i++)
 		fill_page(p + i * TPAGE, i, 2);
 	for (size_t i = npages / 2; i < npages; i++)
 		ck_assert(page_is_zero(p + i * TPAGE));
 	for (size_t i = 0; i < npages / 2; i++)
 		ck_assert(check_page(p + i * TPAGE, i, 2));
-	st = stats_of(rt);
+	st = test_stats(rt);
 	ck_assert_uint_lt(st.faults[UPG_FAULT_ZERO_WRITE], npages / 2 / 4);
 	ck_assert_uint_lt(st.faults[UPG_FAULT_ZERO_READ], npages / 2 / 16);
 	upg_runtime_destroy(rt);
@@ -145,8 +135,7 @@ static void threads_random_pages(unsigned handlers)
 	uint32_t *tags = calloc(npages, sizeof(*tags));
 	char *p;
 
-	ck_assert_int_eq(upg_anon_create(rt, GIB, 0, &r), 0);
-	p = upg_region_addr(r);
+	p = test_region(rt, GIB, &r);
 	for (unsigned t = 0; t < RW_THREADS; t++) {
 		args[t] = (struct rw_arg){ p, npages, t, tags, 0 };
 		ck_assert_int_eq(pthread_create(&th[t], NULL, rw_worker,
@@ -229,7 +218,7 @@ START_TEST(thousand_regions_alive)
 			fill_page((char *)upg_region_addr(rs[i]) + j * TPAGE,
 				  j, (uint64_t)i + 1);
 	}
-	ck_assert_uint_eq(stats_of(rt).regions, 1000);
+	ck_assert_uint_eq(test_stats(rt).regions, 1000);
 	for (int i = 0; i < 1000; i++) {
 		char *p = upg_region_addr(rs[i]);
 
@@ -244,7 +233,7 @@ START_TEST(thousand_regions_alive)
 	}
 	for (int i = 0; i < 1000; i += 2)
 		ck_assert_int_eq(upg_region_destroy(rs[i]), 0);
-	ck_assert_uint_eq(stats_of(rt).regions, 500);
+	ck_assert_uint_eq(test_stats(rt).regions, 500);
 	/* The survivors are intact after their neighbours went. */
 	for (int i = 1; i < 1000; i += 2)
 		ck_assert(check_page(upg_region_addr(rs[i]), 0, (uint64_t)i + 1));
@@ -261,8 +250,7 @@ START_TEST(region_of_64_tib)
 	long rss_before = rss_kib();
 	char *p;
 
-	ck_assert_int_eq(upg_anon_create(rt, size, 0, &r), 0);
-	p = upg_region_addr(r);
+	p = test_region(rt, size, &r);
 	for (size_t i = 0; i < 10; i++) {
 		size_t page = i * (npages / 10) + i;
 
@@ -274,7 +262,7 @@ START_TEST(region_of_64_tib)
 
 		ck_assert(check_page(p + page * TPAGE, page, 64));
 	}
-	st = stats_of(rt);
+	st = test_stats(rt);
 	/* Kilobytes of page table, not gigabytes: at most four nodes for
 	 * each page touched. */
 	ck_assert_uint_le(st.pagetable_bytes, 11 * 4 * TPAGE);
@@ -386,8 +374,7 @@ START_TEST(fork_child_does_not_inherit)
 	pid_t pid;
 	char *p;
 
-	ck_assert_int_eq(upg_anon_create(rt, 16 * TPAGE, 0, &r), 0);
-	p = upg_region_addr(r);
+	p = test_region(rt, 16 * TPAGE, &r);
 	fill_page(p, 0, 9);
 	pid = fork();
 	if (pid == 0) {
@@ -411,8 +398,7 @@ START_TEST(kernel_mode_faults_are_served)
 	char src[3 * 4096], *p;
 	int fds[2];
 
-	ck_assert_int_eq(upg_anon_create(rt, 16 * TPAGE, 0, &r), 0);
-	p = upg_region_addr(r);
+	p = test_region(rt, 16 * TPAGE, &r);
 	for (size_t i = 0; i < sizeof(src); i++)
 		src[i] = (char)(i * 7 + 1);
 	ck_assert_int_eq(pipe(fds), 0);

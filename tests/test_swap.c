@@ -39,8 +39,6 @@ static struct upg_runtime *swap_runtime(uint64_t limit, int codec,
 					unsigned handlers)
 {
 	struct upg_options o;
-	struct upg_runtime *rt = NULL;
-	int err;
 
 	upg_options_init(&o);
 	o.mem_limit = limit;
@@ -51,18 +49,7 @@ static struct upg_runtime *swap_runtime(uint64_t limit, int codec,
 		o.swap_size = swap_size;
 	o.swap_dir = getenv("UPAGER_TEST_SWAP_DIR") ? getenv("UPAGER_TEST_SWAP_DIR")
 						    : "/var/tmp";
-	err = upg_runtime_create(&o, &rt);
-	ck_assert_msg(err == 0, "upg_runtime_create: %s (%s)", strerror(-err),
-		      upg_last_error());
-	return rt;
-}
-
-static struct upg_stats stats_of(struct upg_runtime *rt)
-{
-	struct upg_stats st;
-
-	ck_assert_int_eq(upg_stats_get(rt, &st), 0);
-	return st;
+	return test_runtime_opts(&o);
 }
 
 /* A compressible but not trivial page: text-like words. */
@@ -132,8 +119,7 @@ static void pressure(uint64_t budget, int codec, unsigned handlers,
 	struct upg_stats st;
 	char *p;
 
-	ck_assert_int_eq(upg_anon_create(rt, size, 0, &r), 0);
-	p = upg_region_addr(r);
+	p = test_region(rt, size, &r);
 	/* Fill it all first so the working set is really 8x the budget. */
 	for (size_t i = 0; i < npages; i++) {
 		fill_text(p + i * TPAGE, i, 1);
@@ -150,7 +136,7 @@ static void pressure(uint64_t budget, int codec, unsigned handlers,
 	for (size_t i = 0; i < npages; i++)
 		ck_assert_msg(check_text(p + i * TPAGE, i, tags[i]),
 			      "page %zu differs from tag %u", i, tags[i]);
-	st = stats_of(rt);
+	st = test_stats(rt);
 	ck_assert_uint_gt(st.evictions_dirty, npages / 2);
 	ck_assert_uint_gt(st.faults[UPG_FAULT_SWAPIN_RAM] +
 				  st.faults[UPG_FAULT_SWAPIN_DISK],
@@ -211,8 +197,7 @@ START_TEST(budget_holds)
 	uint64_t seed = 42;
 	char *p;
 
-	ck_assert_int_eq(upg_anon_create(rt, size, 0, &r), 0);
-	p = upg_region_addr(r);
+	p = test_region(rt, size, &r);
 	base = rss_kib();
 	atomic_store(&peak_rss, base);
 	atomic_store(&sampling, true);
@@ -234,14 +219,16 @@ START_TEST(budget_holds)
 		      "peak RSS grew by %ld KiB with a budget of %llu KiB",
 		      atomic_load(&peak_rss) - base,
 		      (unsigned long long)(budget / 1024));
-	ck_assert_uint_le(stats_of(rt).pages_resident * TPAGE, budget);
+	ck_assert_uint_le(test_stats(rt).pages_resident * TPAGE, budget);
 	upg_runtime_destroy(rt);
 }
 END_TEST
 
 /* ---- zero and incompressible pages ---- */
 
-START_TEST(zero_pages_store_nothing)
+/* Write pages of one kind through a region 4x an 8 MiB budget, check
+ * them all back and return the statistics. */
+static struct upg_stats through_budget(bool zero)
 {
 	const uint64_t budget = 8 * MIB;
 	struct upg_runtime *rt = swap_runtime(budget, UPG_CODEC_LZ4, 0,
@@ -249,44 +236,38 @@ START_TEST(zero_pages_store_nothing)
 	size_t npages = 4 * budget / TPAGE;
 	struct upg_region *r;
 	struct upg_stats st;
-	char *p;
+	char *p = test_region(rt, npages * TPAGE, &r);
 
-	ck_assert_int_eq(upg_anon_create(rt, npages * TPAGE, 0, &r), 0);
-	p = upg_region_addr(r);
+	for (size_t i = 0; i < npages; i++) {
+		if (zero)
+			memset(p + i * TPAGE, 0, TPAGE); /* written, all zero */
+		else
+			fill_page(p + i * TPAGE, i, 3);	/* random-looking */
+	}
 	for (size_t i = 0; i < npages; i++)
-		memset(p + i * TPAGE, 0, TPAGE);	/* written, all zero */
-	for (size_t i = 0; i < npages; i++)
-		ck_assert(page_is_zero(p + i * TPAGE));
-	st = stats_of(rt);
+		ck_assert(zero ? page_is_zero(p + i * TPAGE)
+			       : check_page(p + i * TPAGE, i, 3));
+	st = test_stats(rt);
 	ck_assert_uint_gt(st.evictions_dirty, npages / 2);
-	ck_assert_uint_eq(st.store_bytes_in, 0);
 	upg_runtime_destroy(rt);
+	return st;
+}
+
+START_TEST(zero_pages_store_nothing)
+{
+	ck_assert_uint_eq(through_budget(true).store_bytes_in, 0);
 }
 END_TEST
 
 START_TEST(incompressible_pages_stored_raw)
 {
-	const uint64_t budget = 8 * MIB;
-	struct upg_runtime *rt = swap_runtime(budget, UPG_CODEC_LZ4, 0,
-					      UPG_FULL_OVERCOMMIT, 1);
-	size_t npages = 4 * budget / TPAGE;
-	struct upg_region *r;
-	struct upg_stats st;
-	char *p;
+	struct upg_stats st = through_budget(false);
 
-	ck_assert_int_eq(upg_anon_create(rt, npages * TPAGE, 0, &r), 0);
-	p = upg_region_addr(r);
-	for (size_t i = 0; i < npages; i++)
-		fill_page(p + i * TPAGE, i, 3);	/* random-looking */
-	for (size_t i = 0; i < npages; i++)
-		ck_assert(check_page(p + i * TPAGE, i, 3));
-	st = stats_of(rt);
 	ck_assert_uint_gt(st.store_bytes_in, 0);
 	/* Raw: nothing gained, and no more than a small header lost. */
 	ck_assert_uint_ge(st.store_bytes_stored, st.store_bytes_in);
 	ck_assert_uint_le(st.store_bytes_stored,
 			  st.store_bytes_in + st.store_bytes_in / 50);
-	upg_runtime_destroy(rt);
 }
 END_TEST
 
@@ -302,13 +283,12 @@ START_TEST(full_store_overcommits_and_loses_nothing)
 	struct upg_stats st;
 	char *p;
 
-	ck_assert_int_eq(upg_anon_create(rt, npages * TPAGE, 0, &r), 0);
-	p = upg_region_addr(r);
+	p = test_region(rt, npages * TPAGE, &r);
 	for (size_t i = 0; i < npages; i++)
 		fill_page(p + i * TPAGE, i, 5);
 	for (size_t i = 0; i < npages; i++)
 		ck_assert_msg(check_page(p + i * TPAGE, i, 5), "page %zu", i);
-	st = stats_of(rt);
+	st = test_stats(rt);
 	ck_assert_uint_gt(st.over_budget, 0);
 	ck_assert_uint_eq(st.poisoned, 0);
 	upg_runtime_destroy(rt);
@@ -395,8 +375,7 @@ static void lost_copy(bool io_error)
 	uint64_t idx, h;
 	char *p;
 
-	ck_assert_int_eq(upg_anon_create(rt, npages * TPAGE, 0, &r), 0);
-	p = upg_region_addr(r);
+	p = test_region(rt, npages * TPAGE, &r);
 	for (size_t i = 0; i < npages; i++)
 		fill_text(p + i * TPAGE, i, 11);
 	ck_assert_int_eq(first_stored(r, &idx, &h), 0);
@@ -410,7 +389,7 @@ static void lost_copy(bool io_error)
 	ck_assert(touch_bus(p + idx * TPAGE));
 	/* Again: still poisoned, never zeros or stale data. */
 	ck_assert(touch_bus(p + idx * TPAGE + 100));
-	ck_assert_uint_eq(stats_of(rt).poisoned, 1);
+	ck_assert_uint_eq(test_stats(rt).poisoned, 1);
 	/* Every other page is intact. */
 	for (size_t i = 0; i < npages; i++)
 		if (i != idx)
@@ -444,8 +423,7 @@ START_TEST(churn_stays_within_swap_bound)
 	struct upg_stats st;
 	char *p;
 
-	ck_assert_int_eq(upg_anon_create(rt, npages * TPAGE, 0, &r), 0);
-	p = upg_region_addr(r);
+	p = test_region(rt, npages * TPAGE, &r);
 	for (unsigned round = 1; round <= 5; round++) {
 		for (size_t i = 0; i < npages; i++)
 			fill_page(p + i * TPAGE, i, round);
@@ -454,7 +432,7 @@ START_TEST(churn_stays_within_swap_bound)
 	}
 	for (size_t i = 0; i < npages; i++)
 		ck_assert(check_page(p + i * TPAGE, i, 5));
-	st = stats_of(rt);
+	st = test_stats(rt);
 	/* 5 rounds of 16 MiB went through a 24 MiB file: space was reused. */
 	ck_assert_uint_gt(st.evictions_dirty, 4 * npages);
 	ck_assert_uint_eq(st.over_budget, 0);
@@ -472,8 +450,7 @@ START_TEST(destroy_frees_stored_pages)
 	size_t npages = 16 * MIB / TPAGE;
 	char *p;
 
-	ck_assert_int_eq(upg_anon_create(rt, npages * TPAGE, 0, &r), 0);
-	p = upg_region_addr(r);
+	p = test_region(rt, npages * TPAGE, &r);
 	for (size_t i = 0; i < npages; i++)
 		fill_text(p + i * TPAGE, i, 2);
 	store_get_stats(rt->store, &ss);

@@ -40,6 +40,12 @@ extern const bool test_needs_uffd;
 /* A runtime with default options (environment ignored) and `handlers`
  * threads; fails the test on error. */
 struct upg_runtime *test_runtime(unsigned handlers, uint64_t mem_limit);
+/* A runtime with these options; fails the test on error. */
+struct upg_runtime *test_runtime_opts(const struct upg_options *o);
+/* The runtime's statistics; fails the test on error. */
+struct upg_stats test_stats(struct upg_runtime *rt);
+/* An anonymous region of `size` bytes and its address. */
+char *test_region(struct upg_runtime *rt, size_t size, struct upg_region **r);
 
 /* The 64-bit word i of page `page` stamped with `tag`. */
 static inline uint64_t pattern(uint64_t page, uint64_t tag, unsigned i)

@@ -8,19 +8,41 @@
 
 #include "testlib.h"
 
+struct upg_runtime *test_runtime_opts(const struct upg_options *o)
+{
+	struct upg_runtime *rt = NULL;
+	int err = upg_runtime_create(o, &rt);
+
+	ck_assert_msg(err == 0, "upg_runtime_create: %s (%s)", strerror(-err),
+		      upg_last_error());
+	return rt;
+}
+
 struct upg_runtime *test_runtime(unsigned handlers, uint64_t mem_limit)
 {
 	struct upg_options o;
-	struct upg_runtime *rt = NULL;
-	int err;
 
 	upg_options_init(&o);
 	o.handlers = handlers;
 	o.mem_limit = mem_limit;
-	err = upg_runtime_create(&o, &rt);
-	ck_assert_msg(err == 0, "upg_runtime_create: %s (%s)", strerror(-err),
-		      upg_last_error());
-	return rt;
+	return test_runtime_opts(&o);
+}
+
+struct upg_stats test_stats(struct upg_runtime *rt)
+{
+	struct upg_stats st;
+
+	ck_assert_int_eq(upg_stats_get(rt, &st), 0);
+	return st;
+}
+
+char *test_region(struct upg_runtime *rt, size_t size, struct upg_region **r)
+{
+	int err = upg_anon_create(rt, size, 0, r);
+
+	ck_assert_msg(err == 0, "upg_anon_create(%zu): %s", size,
+		      strerror(-err));
+	return upg_region_addr(*r);
 }
 
 void fill_page(void *page, uint64_t pageno, uint64_t tag)
