@@ -280,7 +280,7 @@ static int evict_one(struct upg_runtime *rt, struct evictor *ev,
 	if (rc == -ENOENT) {
 		/* No page there: the application dropped it itself
 		 * (MADV_DONTNEED), so it reads as zeros now. */
-		val = pte_make(PTE_EMPTY, 0, 0);
+		val = snap_zero_pte(&r->snap);
 		goto gone;
 	}
 	if (rc < 0) {
@@ -289,12 +289,15 @@ static int evict_one(struct upg_runtime *rt, struct evictor *ev,
 		return 0;
 	}
 	if (store_page_is_zero(ev->staging)) {
-		val = pte_make(PTE_EMPTY, 0, 0);
+		val = snap_zero_pte(&r->snap);
 	} else {
 		rc = store_put(rt->store, ev->staging, &handle);
 		if (rc < 0) {
-			/* Nothing is lost: the page goes back where it was. */
-			uffd_move(rt->uffd, addr, ev->staging, PAGE_SIZE);
+			/* Nothing is lost: the page goes back where it was,
+			 * write-protected in one step, as a snapshot may
+			 * still need it (a MOVE back would come writable). */
+			uffd_copy(rt->uffd, addr, ev->staging, PAGE_SIZE, r->wp);
+			madvise(ev->staging, PAGE_SIZE, MADV_DONTNEED);
 			pte_unlock(e, old);
 			atomic_store(&ev->store_full, true);
 			return -ENOSPC;
