@@ -218,6 +218,102 @@ UPG_API size_t upg_region_size(const struct upg_region *region);
 UPG_API int upg_region_destroy(struct upg_region *region);
 
 /* ------------------------------------------------------------------ */
+/* Snapshots and clones                                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A snapshot is a region's contents frozen at one instant, kept copy-on-
+ * write: taking one costs time in proportion to the region's populated
+ * pages; afterwards the first write to each page saves its old contents
+ * (compressed, in the swap store, so they count against the budget and can
+ * go to disk; pages already stored are shared by reference, never copied).
+ * Several snapshots of one region may exist at once, each independent.
+ *
+ * Handles are type-stable, like regions: a dropped snapshot's handle reads
+ * as dead (-EINVAL) until it is recycled by a much later take.
+ *
+ * Memory that is MADV_DONTNEED'd (or munmap'd) by the application behind
+ * upager's back loses the snapshot's view of those pages.
+ */
+struct upg_snapshot;
+
+/*
+ * Take a snapshot of `region`.  Application threads need not stop: the
+ * snapshot is the region as it was at one instant during the call (the end
+ * of its write-protect pass); a thread that writes a page already
+ * protected, or faults on the region, waits until the call returns.  A
+ * runtime without a budget gets a swap store on its first snapshot.
+ *
+ * Returns 0 and sets *out, or:
+ *   -EINVAL      region is NULL or destroyed, or out is NULL;
+ *   -EOPNOTSUPP  region is a clone (snapshots of clones are not
+ *                supported), or the kernel cannot write-protect it;
+ *   -ENOMEM      no memory for the snapshot's metadata;
+ *   other        -errno of creating the store or of UFFDIO_WRITEPROTECT.
+ */
+UPG_API UPG_NODISCARD int upg_snapshot_take(struct upg_region *region,
+					    struct upg_snapshot **out);
+
+/*
+ * Copy `len` bytes of the snapshot from `offset` into buf.  Any offset and
+ * length within the region.  buf may be any memory, including another
+ * upager region.  May run while the region is written.
+ *
+ * Returns 0, or:
+ *   -EINVAL  snap is NULL or dropped, buf is NULL with len > 0, or
+ *            [offset, offset + len) is not inside the region;
+ *   -EIO     a page of the snapshot is lost (its copy could not be stored,
+ *            or its stored copy is unreadable); bytes before it are copied;
+ *   -ENOMEM  no memory for a bounce page.
+ */
+UPG_API UPG_NODISCARD int upg_snapshot_read(struct upg_snapshot *snap,
+					    size_t offset, void *buf,
+					    size_t len);
+
+/*
+ * Roll the snapshot's region back to the snapshot.  Pages written since
+ * are replaced (lazily: stored pages are shared with the snapshot, read
+ * back on their next access); other snapshots of the region keep their own
+ * view; the snapshot stays valid and can be restored again.
+ *
+ * The caller must keep the region's users quiet during the call: a write
+ * made while it runs may be kept or lost, page by page.  Faults on the
+ * region wait until it returns.
+ *
+ * Returns 0, or:
+ *   -EINVAL  snap is NULL or dropped;
+ *   -ENODEV  its region was destroyed;
+ *   -EIO     some pages of the snapshot were lost: those pages of the
+ *            region are poisoned (access gets SIGBUS), the rest restored;
+ *   -ENOMEM  no memory for the region's page table.
+ */
+UPG_API UPG_NODISCARD int upg_snapshot_restore(struct upg_snapshot *snap);
+
+/*
+ * Release a snapshot: its stored pages are freed (store occupancy goes
+ * down), unless a clone still reads them, in which case they are freed
+ * with the last such clone.  The handle is invalid from the call on.
+ * Must not run concurrently with another call on the same snapshot.
+ *
+ * Returns 0, or -EINVAL if snap is NULL or already dropped.
+ */
+UPG_API int upg_snapshot_drop(struct upg_snapshot *snap);
+
+/*
+ * Create a new anonymous region whose contents are the snapshot's, copy-
+ * on-write as fork() gives a child: pages are brought in on first access
+ * (stored ones shared by reference until written); writing the clone
+ * changes neither the snapshot nor its region, and the clone stays valid
+ * after the snapshot is dropped or its region destroyed.  Destroy it with
+ * upg_region_destroy().
+ *
+ * Returns 0 and sets *out, or -EINVAL (snap NULL or dropped, out NULL), or
+ * the errors of upg_anon_create().
+ */
+UPG_API UPG_NODISCARD int upg_region_clone(struct upg_snapshot *snap,
+					   struct upg_region **out);
+
+/* ------------------------------------------------------------------ */
 /* Statistics                                                          */
 /* ------------------------------------------------------------------ */
 
@@ -260,7 +356,15 @@ struct upg_stats {
 	uint64_t over_budget;		/* times the budget had to be exceeded */
 	uint64_t poisoned;		/* pages poisoned (lost data: SIGBUS) */
 	struct upg_latency latency[UPG_FAULT_NKINDS];
-	uint64_t reserved[16];
+	uint64_t snapshots;		/* snapshots alive (a dropped one that
+					 * a clone still reads counts too) */
+	uint64_t snapshot_pages;	/* pages snapshots hold apart from their
+					 * region: zeros, copies, shared objects */
+	uint64_t snapshot_preserved;	/* pages copied into the store on the
+					 * first write after a snapshot */
+	uint64_t snapshot_shared;	/* stored pages a snapshot or clone took
+					 * by reference instead of a copy */
+	uint64_t reserved[12];
 };
 
 /* Name of a fault kind ("zero_read", ...), or "?" if out of range. */

@@ -369,7 +369,7 @@ static int evict_one(struct upg_runtime *rt, struct upg_region *r,
 	if (rc == -ENOENT) {
 		/* No page there: the application dropped it itself
 		 * (MADV_DONTNEED), so it reads as zeros now. */
-		val = pte_make(PTE_EMPTY, 0, 0);
+		val = snap_zero_pte(&r->snap);
 		goto gone;
 	}
 	if (rc < 0) {
@@ -378,12 +378,14 @@ static int evict_one(struct upg_runtime *rt, struct upg_region *r,
 		return 0;
 	}
 	if (store_page_is_zero(slot)) {
-		val = pte_make(PTE_EMPTY, 0, 0);
+		val = snap_zero_pte(&r->snap);
 	} else {
 		rc = store_put(rt->store, slot, &handle);
 		if (rc < 0) {
-			/* Nothing is lost: the page goes back where it was. */
-			uffd_move(rt->uffd, addr, slot, PAGE_SIZE);
+			/* Nothing is lost: the page goes back where it was,
+			 * write-protected in one step, as a snapshot may
+			 * still need it (a MOVE back would come writable). */
+			uffd_copy(rt->uffd, addr, slot, PAGE_SIZE, r->wp);
 			pte_unlock(e, old);
 			atomic_store(&rt->evictor->store_full, true);
 			return -ENOSPC;

@@ -103,6 +103,7 @@ static void lock_empty(struct upg_region *r, uint64_t lo, uint64_t hi,
 			pte_unlock(e, old);
 			continue;
 		}
+		snap_preserve(r, i, old);	/* snapshots keep zeros */
 		locked[(i - lo) / 64] |= UINT64_C(1) << ((i - lo) % 64);
 	}
 }
@@ -323,7 +324,65 @@ static int swap_in(struct handler *h, struct upg_region *r, uint64_t idx,
 }
 
 /*
- * A write to a write-protected page.  A page swapped in clean loses its
+ * A never-touched page of a clone: its contents are its snapshot's.  A
+ * stored page is shared by reference and swapped in like any other
+ * (CACHED: copied only when written); a page the snapshot still reads
+ * through its region is copied.  Entry locked by the caller, unlocked
+ * here; -EAGAIN when the source page is busy (retry later).
+ */
+static int clone_fault(struct handler *h, struct upg_region *r, uint64_t idx,
+		       _Atomic pte_t *e, bool write, int *kind)
+{
+	struct upg_runtime *rt = r->rt;
+	const void *src = h->bounce;
+	uint64_t handle;
+	int rc;
+
+	*kind = write ? UPG_FAULT_ZERO_WRITE : UPG_FAULT_ZERO_READ;
+	switch (snap_origin_page(r, idx, h->bounce, &handle)) {
+	case ORIGIN_BUSY:
+		pte_unlock(e, PTE_EMPTY);
+		return -EAGAIN;
+	case ORIGIN_STORED:
+		return swap_in_one(h, r, idx, e,
+				   pte_make(PTE_STORED, 0, handle), kind);
+	case ORIGIN_LOST:
+		pte_unlock(e, pte_make(PTE_POISONED, 0, 0));
+		COUNT(r, poisoned, 1);
+		return uffd_poison(rt->uffd, page_addr(r, idx), PAGE_SIZE);
+	case ORIGIN_ZERO:
+		if (!write) {
+			rc = uffd_zeropage(rt->uffd, page_addr(r, idx),
+					   PAGE_SIZE);
+			pte_unlock(e, rc < 0 && rc != -EEXIST
+					      ? PTE_EMPTY
+					      : pte_make(PTE_ZERO, 0, 0));
+			return rc;
+		}
+		src = rt->zero_src;
+		break;
+	case ORIGIN_PAGE:
+		break;
+	}
+	if (!budget_charge(rt, 1)) {
+		pte_unlock(e, PTE_EMPTY);
+		return refuse(r, idx);
+	}
+	rc = uffd_copy(rt->uffd, page_addr(r, idx), src, PAGE_SIZE, false);
+	if (rc < 0 && rc != -EEXIST) {
+		pte_unlock(e, PTE_EMPTY);
+		return rc;
+	}
+	region_add_resident(r, 1);
+	COUNT(r, pages_filled, 1);
+	pte_unlock(e, pte_make(PTE_RESIDENT, PTE_DIRTY | PTE_REF, 0));
+	return 0;
+}
+
+/*
+ * A write to a write-protected page.  Snapshots that still read the page
+ * through the region get its contents first (snapshot.c).  A page swapped
+ * in clean loses its
  * stored copy now (the copy goes stale with this write) and becomes dirty;
  * protection is lifted before the entry is released, so the evictor can
  * never drop it as clean after the write lands.  A page that was evicted
@@ -349,6 +408,8 @@ static int wp_fault(struct upg_region *r, uint64_t idx, bool *defer)
 		pte_unlock(e, old);
 		return uffd_wake(rt->uffd, addr, PAGE_SIZE);
 	}
+	/* Snapshots that still read this page keep it before the write. */
+	snap_preserve(r, idx, old);
 	rc = uffd_writeprotect(rt->uffd, addr, PAGE_SIZE, false, false);
 	if (old & PTE_CACHED) {
 		store_free(rt->store, pte_payload(old));
@@ -386,6 +447,13 @@ static enum resolve_result resolve(struct handler *h, struct upg_region *r,
 		return DEFER;	/* no memory for a leaf yet, or BUSY */
 	switch (pte_state(old)) {
 	case PTE_EMPTY:
+		if (r->snap.origin) {
+			rc = clone_fault(h, r, idx, e, write, &kind);
+			if (rc == -EAGAIN)
+				return DEFER;
+			break;
+		}
+		snap_preserve(r, idx, old);	/* snapshots keep zeros */
 		kind = write ? UPG_FAULT_ZERO_WRITE : UPG_FAULT_ZERO_READ;
 		rc = write ? zero_write(r, idx) : zero_read(r, idx);
 		break;
@@ -437,6 +505,7 @@ static bool handle(struct handler *h, const struct fault *f)
 {
 	struct upg_runtime *rt = h->rt;
 	uintptr_t addr = f->msg.arg.pagefault.address;
+	enum resolve_result res;
 	struct upg_region *r;
 
 	if (f->msg.event != UFFD_EVENT_PAGEFAULT)
@@ -452,7 +521,13 @@ static bool handle(struct handler *h, const struct fault *f)
 		uffd_wake(rt->uffd, (void *)page_align_down(addr), PAGE_SIZE);
 		return true;
 	}
-	if (resolve(h, r, f) == DEFER)
+	/* Closed while a snapshot is taken, dropped or restored: the thread
+	 * sleeps on and is woken when the gate opens. */
+	if (!snap_gate_enter(r))
+		return true;
+	res = resolve(h, r, f);
+	snap_gate_exit(r);
+	if (res == DEFER)
 		defer(h, f);
 	return true;
 }

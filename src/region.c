@@ -227,6 +227,9 @@ static void region_teardown(struct upg_region *r)
 	struct upg_runtime *rt = r->rt;
 	int64_t resident = atomic_load(&r->ctr.pages_resident);
 
+	/* Snapshots of r copy what they still read through it; a clone lets
+	 * go of its snapshot. */
+	snap_region_gone(r);
 	/* Unregistering wakes any thread still waiting on a fault here. */
 	uffd_unregister(rt->uffd, (void *)r->start, r->size);
 	munmap((void *)r->start, r->size);
@@ -260,6 +263,8 @@ size_t regions_destroy_all(struct upg_runtime *rt)
 {
 	size_t n = 0;
 
+	/* Snapshots go first, whole: nothing is worth copying now. */
+	snap_teardown_all(rt);
 	for (;;) {
 		struct upg_region *r = NULL;
 

@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "pagetable.h"
+#include "snapshot.h"
 #include "stats.h"
 #include "upager.h"
 
@@ -50,6 +51,7 @@ struct upg_region {
 	struct pagetable pt;
 	struct counters ctr;
 	struct seq_state seq_read, seq_write;
+	struct region_snap snap;	/* snapshot.h */
 	struct upg_region *recycle_next;
 };
 

@@ -106,6 +106,10 @@ void counters_export(const struct counters *c, struct upg_stats *st)
 	st->refaults = LOAD(c->refaults);
 	st->over_budget = LOAD(c->over_budget);
 	st->poisoned = LOAD(c->poisoned);
+	st->snapshots = (uint64_t)MAX(LOAD(c->snapshots), 0);
+	st->snapshot_pages = (uint64_t)MAX(LOAD(c->snapshot_pages), 0);
+	st->snapshot_preserved = LOAD(c->snapshot_preserved);
+	st->snapshot_shared = LOAD(c->snapshot_shared);
 }
 
 /* A bounded appender: formatting never overruns, the length is kept. */
@@ -135,7 +139,8 @@ __attribute__((format(printf, 2, 3))) static void put(struct out *o,
 	X(pages_filled) X(pages_resident) X(pagetable_bytes)                   \
 	X(evictions_clean) X(evictions_dirty) X(store_bytes_in)                \
 	X(store_bytes_stored) X(store_ram_bytes) X(store_disk_bytes)           \
-	X(refaults) X(over_budget) X(poisoned)
+	X(refaults) X(over_budget) X(poisoned) X(snapshots)                 \
+	X(snapshot_pages) X(snapshot_preserved) X(snapshot_shared)
 
 static double ratio(const struct upg_stats *st)
 {

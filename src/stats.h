@@ -35,6 +35,9 @@ struct counters {
 	_Atomic uint64_t refaults;
 	_Atomic uint64_t over_budget;
 	_Atomic uint64_t poisoned;
+	/* Snapshots (snapshot.c). */
+	_Atomic int64_t snapshots, snapshot_pages;
+	_Atomic uint64_t snapshot_preserved, snapshot_shared;
 };
 
 static inline void counter_add(_Atomic uint64_t *c, uint64_t n)
