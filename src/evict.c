@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "evict.h"
+#include "file.h"
 #include "log.h"
 #include "mem.h"
 #include "runtime.h"
@@ -265,6 +266,17 @@ static int evict_one(struct upg_runtime *rt, struct evictor *ev,
 		pte_unlock(e, old);
 		return 0;
 	}
+	if (r->file) {
+		switch (file_evict(r, idx, old, ev->staging, &val)) {
+		case FILE_EVICT_GONE:
+			goto gone;
+		case FILE_EVICT_STAYED:
+			pte_unlock(e, val);
+			return 0;
+		default:	/* private: the store takes it, as below */
+			break;
+		}
+	}
 	if (old & PTE_CACHED) {
 		/* Clean: installed write-protected with its stored copy and
 		 * not written since (a write would have cleared CACHED under
@@ -289,7 +301,8 @@ static int evict_one(struct upg_runtime *rt, struct evictor *ev,
 		return 0;
 	}
 	if (store_page_is_zero(ev->staging)) {
-		val = pte_make(PTE_EMPTY, 0, 0);
+		/* EMPTY would read a file region's page from its file. */
+		val = pte_make(r->file ? PTE_ZERO : PTE_EMPTY, 0, 0);
 	} else {
 		rc = store_put(rt->store, ev->staging, &handle);
 		if (rc < 0) {

@@ -106,6 +106,10 @@ void counters_export(const struct counters *c, struct upg_stats *st)
 	st->refaults = LOAD(c->refaults);
 	st->over_budget = LOAD(c->over_budget);
 	st->poisoned = LOAD(c->poisoned);
+	st->file_pages_read = LOAD(c->file_pages_read);
+	st->file_readahead = LOAD(c->file_readahead);
+	st->file_pages_written = LOAD(c->file_pages_written);
+	st->file_past_eof = LOAD(c->file_past_eof);
 }
 
 /* A bounded appender: formatting never overruns, the length is kept. */
@@ -135,7 +139,8 @@ __attribute__((format(printf, 2, 3))) static void put(struct out *o,
 	X(pages_filled) X(pages_resident) X(pagetable_bytes)                   \
 	X(evictions_clean) X(evictions_dirty) X(store_bytes_in)                \
 	X(store_bytes_stored) X(store_ram_bytes) X(store_disk_bytes)           \
-	X(refaults) X(over_budget) X(poisoned)
+	X(refaults) X(over_budget) X(poisoned) X(file_pages_read)             \
+	X(file_readahead) X(file_pages_written) X(file_past_eof)
 
 static double ratio(const struct upg_stats *st)
 {

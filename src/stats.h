@@ -35,6 +35,8 @@ struct counters {
 	_Atomic uint64_t refaults;
 	_Atomic uint64_t over_budget;
 	_Atomic uint64_t poisoned;
+	_Atomic uint64_t file_pages_read, file_readahead;
+	_Atomic uint64_t file_pages_written, file_past_eof;
 };
 
 static inline void counter_add(_Atomic uint64_t *c, uint64_t n)
