@@ -210,6 +210,9 @@ UPG_API size_t upg_region_size(const struct upg_region *region);
 /*
  * Destroy a region: unmap its memory and release its pages, including what
  * it holds in the swap store.  Threads must no longer use its memory.
+ * A UPG_FILE_SHARED region's written pages are first written back to its
+ * file (without fdatasync: call upg_region_sync() for that), as munmap(2)
+ * leaves them to the kernel's write-back; an error doing so is logged.
  * Returns 0, or -EINVAL if region is NULL or already destroyed.  Region
  * handles live in memory that upager never unmaps and are recycled
  * oldest-first, so a second destroy is reliably -EINVAL until the handle
@@ -312,6 +315,98 @@ UPG_API int upg_snapshot_drop(struct upg_snapshot *snap);
  */
 UPG_API UPG_NODISCARD int upg_region_clone(struct upg_snapshot *snap,
 					   struct upg_region **out);
+/* File regions                                                        */
+/* ------------------------------------------------------------------ */
+
+/* Flags of upg_file_create(): exactly one of SHARED and PRIVATE, or
+ * READONLY alone or with one of them. */
+#define UPG_FILE_SHARED 0x1u	/* writes go back to the file (sync, eviction) */
+#define UPG_FILE_PRIVATE 0x2u	/* writes stay in memory and the swap store */
+#define UPG_FILE_READONLY 0x4u	/* mapped read-only: a write gets SIGSEGV */
+
+/*
+ * Create a region of `size` bytes (rounded up to whole pages) whose pages
+ * are the file's bytes from `offset` on, read by upager's handlers on first
+ * access, like mmap(2) of the file, but counted in the budget and the
+ * statistics.
+ *
+ * fd is duplicated (close-on-exec) and kept for the region's life: the
+ * caller may close its own.  It must be a regular file opened for reading,
+ * and for reading and writing (without O_APPEND) when the region is
+ * UPG_FILE_SHARED and not UPG_FILE_READONLY.
+ *
+ * Contents and outcomes:
+ *  - the page holding the end of the file reads the file's bytes, then
+ *    zeros up to the page's end; writes past the end of the file are never
+ *    written to it (they stay in memory, as with mmap);
+ *  - a page wholly past the end of the file when it is first read (the
+ *    region is larger than the file, or the file was truncated underneath)
+ *    gets SIGBUS, as mmap gives, and keeps getting it for the region's
+ *    life.  Pages already in memory when the file is truncated keep their
+ *    contents until evicted; a dirty one past the new end is discarded
+ *    when written back, as the kernel discards it;
+ *  - an I/O error reading the page gets SIGBUS to the accessing thread;
+ *  - UPG_FILE_SHARED: written pages go back to the file on
+ *    upg_region_sync() and when evicted under the budget; the file is
+ *    never extended;
+ *  - UPG_FILE_PRIVATE: the file is never written; written pages are
+ *    evicted to the swap store like anonymous memory;
+ *  - UPG_FILE_READONLY: the region is mapped PROT_READ, so a write gets
+ *    SIGSEGV (SEGV_ACCERR), exactly as with a read-only mmap.
+ *  - Unwritten pages are dropped under the budget and read again later.
+ *  - Regions are not coherent with each other nor with write(2) to the
+ *    file: a region sees a change made elsewhere only in pages it reads
+ *    after the change reached the file (as MAP_PRIVATE does).
+ * The region must not be mprotect()ed, remapped or madvise()d.  Fork: as
+ * for upg_anon_create(), a child does not inherit the region.
+ *
+ * Returns 0 and sets *out, or:
+ *   -EINVAL  rt or out is NULL; fd is negative, not open or not a regular
+ *            file; offset is negative or not a multiple of the page size;
+ *            size is 0 or exceeds UPG_REGION_MAX; offset + size overflows;
+ *            flags is 0, has unknown bits, or has both SHARED and PRIVATE;
+ *   -EACCES  fd is not open for reading, or the region is shared and
+ *            writable and fd is not open for writing or is O_APPEND;
+ *   -EMFILE, -ENFILE  no descriptor for the duplicate;
+ *   -ENOMEM  no address space or metadata memory;
+ *   other    -errno of UFFDIO_REGISTER.
+ */
+UPG_API UPG_NODISCARD int upg_file_create(struct upg_runtime *rt, int fd,
+					  off_t offset, size_t size,
+					  unsigned flags,
+					  struct upg_region **out);
+
+/*
+ * Write every page of a UPG_FILE_SHARED region written since it was last
+ * written back to the file, then fdatasync(2) it, like msync(MS_SYNC).
+ * Each page is write-protected before it is copied, so a write made during
+ * the sync is never lost: it dirties the page again for the next sync.
+ * Pages written concurrently with the sync may or may not be included.
+ * Returns 0 (also for private and read-only file regions, which never
+ * write their file), or:
+ *   -EINVAL  region is NULL, destroyed, or not a file region;
+ *   other    -errno of pwrite(2) or fdatasync(2) (-EIO, -ENOSPC, ...):
+ *            pages not written stay dirty and the next sync retries them.
+ */
+UPG_API UPG_NODISCARD int upg_region_sync(struct upg_region *region);
+
+/* Access patterns for upg_region_advise(). */
+enum upg_advice {
+	UPG_ADVICE_NORMAL = 0,	   /* default: read-ahead grows while faults
+				    * come in order (1 page when random, up
+				    * to 512 KiB) */
+	UPG_ADVICE_RANDOM = 1,	   /* no read-ahead: one page per fault */
+	UPG_ADVICE_SEQUENTIAL = 2, /* 2 MiB read per fault from the first */
+};
+
+/*
+ * Tell upager how the region will be accessed, like madvise(2)'s
+ * MADV_NORMAL/RANDOM/SEQUENTIAL, for the whole region.  It steers the
+ * read-ahead of file regions; anonymous regions accept it and are not
+ * affected (yet).  Returns 0, or -EINVAL if region is NULL or destroyed
+ * or advice is unknown.
+ */
+UPG_API int upg_region_advise(struct upg_region *region, int advice);
 
 /* ------------------------------------------------------------------ */
 /* Statistics                                                          */
@@ -364,7 +459,12 @@ struct upg_stats {
 					 * first write after a snapshot */
 	uint64_t snapshot_shared;	/* stored pages a snapshot or clone took
 					 * by reference instead of a copy */
-	uint64_t reserved[12];
+	uint64_t file_pages_read;	/* file pages read and installed */
+	uint64_t file_readahead;	/* ...of them, read ahead of a fault */
+	uint64_t file_pages_written;	/* pages written back to their file */
+	uint64_t file_past_eof;		/* accesses past the end of a file:
+					 * SIGBUS */
+	uint64_t reserved[8];
 };
 
 /* Name of a fault kind ("zero_read", ...), or "?" if out of range. */

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "evict.h"
+#include "file.h"
 #include "log.h"
 #include "mem.h"
 #include "runtime.h"
@@ -353,6 +354,17 @@ static int evict_one(struct upg_runtime *rt, struct upg_region *r,
 		pte_unlock(e, old);
 		return 0;
 	}
+	if (r->file) {
+		switch (file_evict(r, idx, old, slot, &val)) {
+		case FILE_EVICT_GONE:
+			goto gone;
+		case FILE_EVICT_STAYED:
+			pte_unlock(e, val);
+			return 0;
+		default:	/* private: the store takes it, as below */
+			break;
+		}
+	}
 	if (old & PTE_CACHED) {
 		/* Clean: installed write-protected with its stored copy and
 		 * not written since (a write would have cleared CACHED under
@@ -378,7 +390,9 @@ static int evict_one(struct upg_runtime *rt, struct upg_region *r,
 		return 0;
 	}
 	if (store_page_is_zero(slot)) {
-		val = snap_zero_pte(&r->snap);
+		/* EMPTY would read a file region's page from its file. */
+		val = r->file ? pte_make(PTE_ZERO, 0, 0)
+			      : snap_zero_pte(&r->snap);
 	} else {
 		rc = store_put(rt->store, slot, &handle);
 		if (rc < 0) {

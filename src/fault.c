@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "evict.h"
+#include "file.h"
 #include "log.h"
 #include "mem.h"
 #include "runtime.h"
@@ -34,6 +35,7 @@ struct fault {
 struct handler {
 	struct upg_runtime *rt;
 	void *bounce;		/* one page stored pages are read into */
+	struct file_io *fio;	/* file reads (file.c), made on first use */
 	pthread_t thread;
 	/* Messages whose page was BUSY, retried after the batch. */
 	struct fault deferred[BATCH * 2];
@@ -49,14 +51,6 @@ void fault_account(struct upg_runtime *rt, struct upg_region *r, int kind,
 		counter_add(&r->ctr.faults[kind], 1);
 	hist_record(&rt->hist[kind], ns);
 }
-
-static void add_count(struct upg_region *r, size_t off, uint64_t n)
-{
-	counter_add((_Atomic uint64_t *)((char *)&r->ctr + off), n);
-	counter_add((_Atomic uint64_t *)((char *)&r->rt->ctr + off), n);
-}
-
-#define COUNT(r, field, n) add_count(r, offsetof(struct counters, field), n)
 
 static void *page_addr(const struct upg_region *r, uint64_t idx)
 {
@@ -412,7 +406,8 @@ static int wp_fault(struct upg_region *r, uint64_t idx, bool *defer)
 	snap_preserve(r, idx, old);
 	rc = uffd_writeprotect(rt->uffd, addr, PAGE_SIZE, false, false);
 	if (old & PTE_CACHED) {
-		store_free(rt->store, pte_payload(old));
+		if (pte_payload(old))	/* 0: the file is the backing copy */
+			store_free(rt->store, pte_payload(old));
 		old = pte_make(PTE_RESIDENT, PTE_DIRTY | PTE_REF, 0);
 	}
 	pte_unlock(e, old);
@@ -445,6 +440,11 @@ static enum resolve_result resolve(struct handler *h, struct upg_region *r,
 	e = pt_entry(&r->pt, idx, true);
 	if (!e || !pte_trylock(e, &old))
 		return DEFER;	/* no memory for a leaf yet, or BUSY */
+	if (file_serves(r, old)) {
+		kind = UPG_FAULT_FILE;
+		rc = file_fault(&h->fio, r, idx, e, old, write);
+		goto out;
+	}
 	switch (pte_state(old)) {
 	case PTE_EMPTY:
 		if (r->snap.origin) {
@@ -653,8 +653,10 @@ void handlers_stop(struct upg_runtime *rt)
 	}
 	for (unsigned i = 0; i < rt->nhandlers; i++)
 		pthread_join(rt->handlers[i].thread, NULL);
-	for (unsigned i = 0; i < rt->opts.handlers; i++)
+	for (unsigned i = 0; i < rt->opts.handlers; i++) {
 		mem_free(rt->handlers[i].bounce, PAGE_SIZE);
+		file_io_destroy(rt->handlers[i].fio);
+	}
 	rt->nhandlers = 0;
 	mem_free(rt->handlers, rt->opts.handlers * sizeof(struct handler));
 	rt->handlers = NULL;

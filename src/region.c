@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "file.h"
 #include "log.h"
 #include "mem.h"
 #include "pagemap.h"
@@ -127,26 +128,22 @@ static void table_remove(struct upg_runtime *rt, struct upg_region *r)
 	rt->nregions--;
 }
 
-int upg_anon_create(struct upg_runtime *rt, size_t size, unsigned flags,
-		    struct upg_region **out)
+int region_create(struct upg_runtime *rt, size_t len, int prot,
+		  unsigned flags, struct file_map *file,
+		  struct upg_region **out)
 {
 	struct upg_region *r;
-	size_t len;
 	void *mem;
 	bool wp;
 	int err;
 
-	if (!rt || !out || size == 0 || size > UPG_REGION_MAX ||
-	    (flags & ~UPG_ANON_NOEVICT))
-		return -EINVAL;
-	len = (size + PAGE_SIZE - 1) & PAGE_MASK;
 	r = region_alloc();
 	if (!r)
 		return -ENOMEM;
 	err = pt_init(&r->pt, len >> PAGE_SHIFT);
 	if (err)
 		goto fail_region;
-	mem = mmap(NULL, len, PROT_READ | PROT_WRITE,
+	mem = mmap(NULL, len, prot,
 		   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (mem == MAP_FAILED) {
 		err = -errno;
@@ -165,6 +162,7 @@ int upg_anon_create(struct upg_runtime *rt, size_t size, unsigned flags,
 	r->rt = rt;
 	r->wp = wp;
 	r->flags = flags;
+	r->file = file;
 	r->start = (uintptr_t)mem;
 	r->size = len;
 	r->npages = len >> PAGE_SHIFT;
@@ -187,6 +185,16 @@ fail_region:
 	return err;
 }
 
+int upg_anon_create(struct upg_runtime *rt, size_t size, unsigned flags,
+		    struct upg_region **out)
+{
+	if (!rt || !out || size == 0 || size > UPG_REGION_MAX ||
+	    (flags & ~UPG_ANON_NOEVICT))
+		return -EINVAL;
+	return region_create(rt, (size + PAGE_SIZE - 1) & PAGE_MASK,
+			     PROT_READ | PROT_WRITE, flags, NULL, out);
+}
+
 static bool region_alive(const struct upg_region *r)
 {
 	return r && atomic_load(&((struct upg_region *)r)->magic) ==
@@ -203,11 +211,13 @@ size_t upg_region_size(const struct upg_region *r)
 	return region_alive(r) ? r->size : 0;
 }
 
-/* Entries that hold a reference to a stored copy. */
+/* Entries that hold a reference to a stored copy (a CACHED page of a file
+ * region with payload 0 is backed by its file, not the store). */
 static bool holds_handle(pte_t e)
 {
 	return pte_state(e) == PTE_STORED ||
-	       (pte_state(e) == PTE_RESIDENT && (e & PTE_CACHED));
+	       (pte_state(e) == PTE_RESIDENT && (e & PTE_CACHED) &&
+		pte_payload(e));
 }
 
 static int release_leaf(uint64_t first, _Atomic pte_t *leaf, void *arg)
@@ -233,6 +243,8 @@ static void region_teardown(struct upg_region *r)
 	/* Unregistering wakes any thread still waiting on a fault here. */
 	uffd_unregister(rt->uffd, (void *)r->start, r->size);
 	munmap((void *)r->start, r->size);
+	if (r->file)
+		file_release(r);
 	if (rt->store)
 		pt_walk(&r->pt, 0, r->npages, release_leaf, rt->store);
 	atomic_fetch_sub(&rt->ctr.pages_resident, resident);
@@ -250,6 +262,8 @@ int upg_region_destroy(struct upg_region *r)
 						  REGION_DEAD))
 		return -EINVAL;
 	rt = r->rt;
+	if (r->file)
+		file_flush(r);
 	/* Once we hold the write lock, no handler is inside a batch that
 	 * could be using r; after unlinking, none can find it. */
 	pthread_rwlock_wrlock(&rt->regions_lock);

@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "pagetable.h"
@@ -40,10 +41,14 @@ struct seq_state {
 	_Atomic uint32_t window;	/* current window in pages */
 };
 
+struct file_map;
+
 struct upg_region {
 	_Atomic uint32_t magic;
 	unsigned flags;
 	bool wp;		/* registered for write-protect faults too */
+	struct file_map *file;	/* file regions: the file (file.h), else NULL */
+	_Atomic int advice;	/* enum upg_advice */
 	struct upg_runtime *rt;
 	uintptr_t start;
 	size_t size;
@@ -92,7 +97,21 @@ static inline void region_add_resident(struct upg_region *r, int64_t n)
 				  memory_order_relaxed);
 }
 
+static inline void add_count(struct upg_region *r, size_t off, uint64_t n)
+{
+	counter_add((_Atomic uint64_t *)((char *)&r->ctr + off), n);
+	counter_add((_Atomic uint64_t *)((char *)&r->rt->ctr + off), n);
+}
+
+/* Count n events of `field` (struct counters) in the region and runtime. */
+#define COUNT(r, field, n) add_count(r, offsetof(struct counters, field), n)
+
 /* region.c */
+/* Map len bytes (a page multiple) with prot, register them and publish the
+ * region; `file` (NULL for anonymous memory) is attached before. */
+int region_create(struct upg_runtime *rt, size_t len, int prot,
+		  unsigned flags, struct file_map *file,
+		  struct upg_region **out);
 /* Reconcile ZERO entries with the hardware page table: pages the kernel
  * copied on a write become RESIDENT and DIRTY.  Caller holds regions_lock. */
 void region_sync_written(struct upg_region *r);

@@ -104,12 +104,6 @@ static bool snap_ok(const struct upg_snapshot *s)
 			    SNAP_ALIVE;
 }
 
-#define COUNT(r, field)                                                       \
-	do {                                                                  \
-		counter_add(&(r)->rt->ctr.field, 1);                          \
-		counter_add(&(r)->ctr.field, 1);                              \
-	} while (0)
-
 static void add_pages(struct upg_runtime *rt, int64_t n)
 {
 	atomic_fetch_add_explicit(&rt->ctr.snapshot_pages, n,
@@ -179,7 +173,7 @@ struct keep {
 static pte_t share(struct upg_region *r, uint64_t handle)
 {
 	store_ref(r->rt->store, handle);
-	COUNT(r, snapshot_shared);
+	COUNT(r, snapshot_shared, 1);
 	return pte_make(PTE_STORED, 0, handle);
 }
 
@@ -205,7 +199,7 @@ static pte_t keep_first(struct keep *k)
 		if (store_page_is_zero(page))
 			return pte_make(PTE_ZERO, 0, 0);
 		if (store_put(r->rt->store, page, &handle) == 0) {
-			COUNT(r, snapshot_preserved);
+			COUNT(r, snapshot_preserved, 1);
 			return pte_make(PTE_STORED, 0, handle);
 		}
 		log_error("snapshot: no room in the store for the page at %p: "
@@ -719,7 +713,7 @@ enum origin_kind snap_origin_page(struct upg_region *c, uint64_t idx,
 	case PTE_STORED:
 		*handle = pte_payload(v);
 		store_ref(c->rt->store, *handle);
-		COUNT(c, snapshot_shared);
+		COUNT(c, snapshot_shared, 1);
 		kind = ORIGIN_STORED;
 		break;
 	default:

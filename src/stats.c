@@ -110,6 +110,10 @@ void counters_export(const struct counters *c, struct upg_stats *st)
 	st->snapshot_pages = (uint64_t)MAX(LOAD(c->snapshot_pages), 0);
 	st->snapshot_preserved = LOAD(c->snapshot_preserved);
 	st->snapshot_shared = LOAD(c->snapshot_shared);
+	st->file_pages_read = LOAD(c->file_pages_read);
+	st->file_readahead = LOAD(c->file_readahead);
+	st->file_pages_written = LOAD(c->file_pages_written);
+	st->file_past_eof = LOAD(c->file_past_eof);
 }
 
 /* A bounded appender: formatting never overruns, the length is kept. */
@@ -140,7 +144,9 @@ __attribute__((format(printf, 2, 3))) static void put(struct out *o,
 	X(evictions_clean) X(evictions_dirty) X(store_bytes_in)                \
 	X(store_bytes_stored) X(store_ram_bytes) X(store_disk_bytes)           \
 	X(refaults) X(over_budget) X(poisoned) X(snapshots)                 \
-	X(snapshot_pages) X(snapshot_preserved) X(snapshot_shared)
+	X(snapshot_pages) X(snapshot_preserved) X(snapshot_shared)            \
+	X(file_pages_read) X(file_readahead) X(file_pages_written)            \
+	X(file_past_eof)
 
 static double ratio(const struct upg_stats *st)
 {

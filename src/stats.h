@@ -38,6 +38,8 @@ struct counters {
 	/* Snapshots (snapshot.c). */
 	_Atomic int64_t snapshots, snapshot_pages;
 	_Atomic uint64_t snapshot_preserved, snapshot_shared;
+	_Atomic uint64_t file_pages_read, file_readahead;
+	_Atomic uint64_t file_pages_written, file_past_eof;
 };
 
 static inline void counter_add(_Atomic uint64_t *c, uint64_t n)

@@ -10,7 +10,6 @@
  * suite runs this program with a larger scale.
  */
 #include <pthread.h>
-#include <setjmp.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -325,30 +324,6 @@ END_TEST
 
 /* ---- lost stored copies: SIGBUS, never wrong data ---- */
 
-static sigjmp_buf bus_jmp;
-static volatile sig_atomic_t bus_count;
-
-static void on_sigbus(int sig)
-{
-	(void)sig;
-	bus_count++;
-	siglongjmp(bus_jmp, 1);
-}
-
-/* Touch addr; true if it raised SIGBUS. */
-static bool touch_bus(volatile char *addr)
-{
-	struct sigaction sa = { .sa_handler = on_sigbus }, old;
-	bool bus = false;
-
-	sigaction(SIGBUS, &sa, &old);
-	if (sigsetjmp(bus_jmp, 1) == 0)
-		(void)*addr;
-	else
-		bus = true;
-	sigaction(SIGBUS, &old, NULL);
-	return bus;
-}
 
 /* The first STORED entry of the region and its page index. */
 static int first_stored(struct upg_region *r, uint64_t *idx, uint64_t *h)
@@ -385,7 +360,6 @@ static void lost_copy(bool io_error)
 	} else {
 		ck_assert_int_eq(store_corrupt(rt->store, h), 0);
 	}
-	bus_count = 0;
 	ck_assert(touch_bus(p + idx * TPAGE));
 	/* Again: still poisoned, never zeros or stale data. */
 	ck_assert(touch_bus(p + idx * TPAGE + 100));

@@ -70,6 +70,9 @@ static inline uint64_t rnd(uint64_t *s)
 	return *s;
 }
 
+/* Read the byte at addr; true if that raised SIGBUS (caught). */
+bool touch_bus(volatile char *addr);
+
 /* Resident memory of this process in KiB (VmRSS). */
 long rss_kib(void);
 

@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +73,28 @@ bool page_is_zero(const void *page)
 		if (w[i])
 			return false;
 	return true;
+}
+
+static sigjmp_buf bus_jmp;
+
+static void on_sigbus(int sig)
+{
+	(void)sig;
+	siglongjmp(bus_jmp, 1);
+}
+
+bool touch_bus(volatile char *addr)
+{
+	struct sigaction sa = { .sa_handler = on_sigbus }, old;
+	bool bus = false;
+
+	sigaction(SIGBUS, &sa, &old);
+	if (sigsetjmp(bus_jmp, 1) == 0)
+		(void)*addr;
+	else
+		bus = true;
+	sigaction(SIGBUS, &old, NULL);
+	return bus;
 }
 
 /* Without stdio: a sampler calls this every few milliseconds, and heap
