@@ -7,6 +7,8 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "bench.h"
 
@@ -95,8 +97,74 @@ static int first_touch_kernel(struct row *row, const struct round *rd,
 	return first_touch(row, rd, s, &kernel_memory);
 }
 
+/* Every page of the round's memory written once, untimed. */
+static void populate(char *base, size_t len)
+{
+	for (size_t off = 0; off < len; off += 4096)
+		base[off] = (char)(off >> 12 | 1);
+}
+
+/*
+ * Copy-on-write, upager: a populated region is snapshotted, then each
+ * touch is the first write to a protected page (the old contents go to
+ * the snapshot, then the write proceeds).
+ */
+static int cow_upager(struct row *row, const struct round *rd,
+		      struct side *s)
+{
+	struct upg_snapshot *snap;
+	char *base;
+	void *handle;
+	int err = upager_map(row, rd->len, s, &base, &handle);
+
+	if (err)
+		return err;
+	populate(base, rd->len);
+	err = upg_snapshot_take(handle, &snap);
+	if (err) {
+		side_unavailable(s, "upg_snapshot_take: %s", strerror(-err));
+	} else {
+		err = touch_round(rd, base, s);
+		upg_snapshot_drop(snap);
+	}
+	upager_unmap(base, rd->len, handle);
+	return err;
+}
+
+/* Copy-on-write, kernel: the same writes while a forked child that shares
+ * every page waits. */
+static int cow_kernel(struct row *row, const struct round *rd,
+		      struct side *s)
+{
+	char *base;
+	void *handle;
+	int fds[2], err = kernel_map(row, rd->len, s, &base, &handle);
+	pid_t pid;
+	char c;
+
+	if (err)
+		return err;
+	populate(base, rd->len);
+	if (pipe(fds)) {
+		err = -errno;
+		goto out;
+	}
+	pid = fork();
+	if (pid == 0) {
+		close(fds[1]);
+		_exit(read(fds[0], &c, 1) < 0);	/* until the parent is done */
+	}
+	close(fds[0]);
+	err = pid < 0 ? -errno : touch_round(rd, base, s);
+	close(fds[1]);
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+out:
+	kernel_unmap(base, rd->len, handle);
+	return err;
+}
+
 #define NEEDS_FILE "needs file regions (upg_file_create), not landed yet"
-#define NEEDS_SNAP "needs snapshots (upg_snapshot_take), not landed yet"
 #define WITH_UPAGER "measured in the same run as the upager side, which "
 
 #define FIRST_TOUCH .upager = first_touch_upager, .kernel = first_touch_kernel
@@ -140,8 +208,8 @@ const struct scenario scenarios[] = {
 	  .kernel_missing = WITH_UPAGER NEEDS_FILE },
 	{ .name = "cow", .title = "write to a snapshotted page "
 				  "(kernel: copy-on-write after fork)",
-	  .write = true, .kind = UPG_FAULT_WP, .upager_missing = NEEDS_SNAP,
-	  .kernel_missing = WITH_UPAGER NEEDS_SNAP },
+	  .write = true, .kind = UPG_FAULT_WP, .upager = cow_upager,
+	  .kernel = cow_kernel },
 };
 
 const size_t nscenarios = sizeof(scenarios) / sizeof(scenarios[0]);
