@@ -394,9 +394,10 @@ UPG_API UPG_NODISCARD int upg_region_sync(struct upg_region *region);
 enum upg_advice {
 	UPG_ADVICE_NORMAL = 0,	   /* default: read-ahead grows while faults
 				    * come in order (1 page when random, up
-				    * to 512 KiB) */
+				    * to 2 MiB) */
 	UPG_ADVICE_RANDOM = 1,	   /* no read-ahead: one page per fault */
-	UPG_ADVICE_SEQUENTIAL = 2, /* 2 MiB read per fault from the first */
+	UPG_ADVICE_SEQUENTIAL = 2, /* 8 MiB read per fault from the first
+				    * (windows stay under 1/16 of a budget) */
 };
 
 /*

@@ -40,14 +40,14 @@
 #include "util.h"
 
 #define RA_INIT 4		/* first window of an in-order run (pages) */
-#define RA_NORMAL 128		/* largest window by default: 512 KiB */
-#define RA_SEQ 512		/* UPG_ADVICE_SEQUENTIAL: 2 MiB */
+#define RA_NORMAL 512		/* largest window by default: 2 MiB */
+#define RA_SEQ 2048		/* UPG_ADVICE_SEQUENTIAL: 8 MiB */
 #define BLK_MAX ((size_t)64 << 10) /* block alignment honoured up to this */
-#define CHUNK ((size_t)128 << 10)  /* one read of a window's batch */
+#define CHUNK ((size_t)256 << 10)  /* one read of a window's batch */
 #define BOUNCE ((size_t)RA_SEQ * PAGE_SIZE + 2 * BLK_MAX)
 #define NCHUNKS ((BOUNCE + CHUNK - 1) / CHUNK)
-#define RING_ENTRIES 32
-_Static_assert(NCHUNKS <= RING_ENTRIES && NCHUNKS <= 32, "ring too small");
+#define RING_ENTRIES 64
+_Static_assert(NCHUNKS <= RING_ENTRIES && NCHUNKS <= 64, "ring too small");
 
 #define FILE_FLAGS (UPG_FILE_SHARED | UPG_FILE_PRIVATE | UPG_FILE_READONLY)
 
@@ -305,10 +305,10 @@ static int pread_chunk(const struct win *w, unsigned k)
 
 /* Submit the window's chunks in one batch; settle each as it completes.
  * Returns a bitmap of the chunks settled. */
-static uint32_t read_ring(struct win *w, unsigned nchunks)
+static uint64_t read_ring(struct win *w, unsigned nchunks)
 {
 	struct file_io *fio = w->fio;
-	uint32_t done = 0;
+	uint64_t done = 0;
 	int sub;
 
 	for (unsigned k = 0; k < nchunks; k++) {
@@ -349,7 +349,7 @@ static uint32_t read_ring(struct win *w, unsigned nchunks)
 		res = cqe->res;
 		io_uring_cqe_seen(&fio->ring, cqe);
 		settle(w, k, res);
-		done |= UINT32_C(1) << k;
+		done |= UINT64_C(1) << k;
 	}
 	return done;
 }
@@ -357,10 +357,10 @@ static uint32_t read_ring(struct win *w, unsigned nchunks)
 static void read_window(struct win *w)
 {
 	unsigned nchunks = (unsigned)((w->io_len + CHUNK - 1) / CHUNK);
-	uint32_t done = w->fio->ring_ok ? read_ring(w, nchunks) : 0;
+	uint64_t done = w->fio->ring_ok ? read_ring(w, nchunks) : 0;
 
 	for (unsigned k = 0; k < nchunks; k++)
-		if (!(done & (UINT32_C(1) << k)))
+		if (!(done & (UINT64_C(1) << k)))
 			settle(w, k, pread_chunk(w, k));
 }
 
