@@ -344,6 +344,7 @@ START_TEST(stats_print_formats)
 
 	ck_assert_int_eq(upg_anon_create(rt, 16 * TPAGE, 0, &r), 0);
 	fill_page(upg_region_addr(r), 0, 1);
+	test_wait_faults(rt, UPG_FAULT_ZERO_WRITE, 1);
 	n = upg_stats_print(rt, f, UPG_STATS_JSON);
 	fflush(f);
 	ck_assert_int_gt(n, 0);

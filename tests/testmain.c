@@ -38,6 +38,12 @@ struct upg_stats test_stats(struct upg_runtime *rt)
 	return st;
 }
 
+void test_wait_faults(struct upg_runtime *rt, int kind, uint64_t n)
+{
+	for (int i = 0; i < 2000 && test_stats(rt).faults[kind] < n; i++)
+		usleep(1000);
+}
+
 char *test_region(struct upg_runtime *rt, size_t size, struct upg_region **r)
 {
 	int err = upg_anon_create(rt, size, 0, r);
