@@ -5,6 +5,8 @@
  * never touched, and unmaps it again outside the measurement.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -97,6 +99,8 @@ static int first_touch_kernel(struct row *row, const struct round *rd,
 	return first_touch(row, rd, s, &kernel_memory);
 }
 
+#define MIN_SZ(a, b) ((size_t)(a) < (size_t)(b) ? (size_t)(a) : (size_t)(b))
+
 /* Every page of the round's memory written once, untimed. */
 static void populate(char *base, size_t len)
 {
@@ -164,8 +168,77 @@ out:
 	return err;
 }
 
-#define NEEDS_FILE "needs file regions (upg_file_create), not landed yet"
-#define WITH_UPAGER "measured in the same run as the upager side, which "
+/*
+ * File faults: the round's bytes in a file of their own under the swap
+ * directory (a real disk by default), its page cache dropped before each
+ * side reads it, random advice on both sides so that one touch is one
+ * read of one page.
+ */
+static int file_prepare(struct row *row, size_t len, struct side *s)
+{
+	char path[] = "/var/tmp/upager-bench-XXXXXX";
+	char *buf = NULL;
+	int fd = mkstemp(path);
+
+	if (fd < 0) {
+		side_unavailable(s, "cannot create %s: %s", path,
+				 strerror(errno));
+		return -errno;
+	}
+	unlink(path);
+	buf = malloc(1 << 20);
+	for (size_t i = 0; buf && i < (1 << 20); i++)
+		buf[i] = (char)(i * 7 + (i >> 12));
+	for (size_t off = 0; buf && off < len; off += 1 << 20)
+		if (pwrite(fd, buf, MIN_SZ(1 << 20, len - off), (off_t)off) < 0)
+			break;
+	free(buf);
+	fdatasync(fd);
+	posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+	return fd;
+}
+
+static int file_upager(struct row *row, const struct round *rd,
+		       struct side *s)
+{
+	struct upg_region *r;
+	int fd = file_prepare(row, rd->len, s), err;
+
+	if (fd < 0)
+		return fd;
+	err = upg_file_create(row->rt, fd, 0, rd->len, UPG_FILE_READONLY, &r);
+	if (err) {
+		side_unavailable(s, "upg_file_create: %s", strerror(-err));
+	} else {
+		upg_region_advise(r, UPG_ADVICE_RANDOM);
+		err = touch_round(rd, upg_region_addr(r), s);
+		upg_region_destroy(r);
+	}
+	close(fd);
+	return err;
+}
+
+static int file_kernel(struct row *row, const struct round *rd,
+		       struct side *s)
+{
+	int fd = file_prepare(row, rd->len, s), err;
+	char *p;
+
+	if (fd < 0)
+		return fd;
+	p = mmap(NULL, rd->len, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (p == MAP_FAILED) {
+		err = -errno;
+		side_unavailable(s, "mmap of the file: %s", strerror(errno));
+	} else {
+		madvise(p, rd->len, MADV_RANDOM);
+		err = touch_round(rd, p, s);
+		munmap(p, rd->len);
+	}
+	close(fd);
+	return err;
+}
+
 
 #define FIRST_TOUCH .upager = first_touch_upager, .kernel = first_touch_kernel
 #define SWAP .upager = swap_upager, .kernel = swap_kernel
@@ -204,8 +277,8 @@ const struct scenario scenarios[] = {
 	  .ws_quarters = 8, .pattern = TOUCH_HOT,
 	  .kind = UPG_FAULT_SWAPIN_DISK, SWAP },
 	{ .name = "file", .title = "file fault, cold page cache",
-	  .kind = UPG_FAULT_FILE, .upager_missing = NEEDS_FILE,
-	  .kernel_missing = WITH_UPAGER NEEDS_FILE },
+	  .kind = UPG_FAULT_FILE, .upager = file_upager,
+	  .kernel = file_kernel },
 	{ .name = "cow", .title = "write to a snapshotted page "
 				  "(kernel: copy-on-write after fork)",
 	  .write = true, .kind = UPG_FAULT_WP, .upager = cow_upager,
