@@ -244,7 +244,12 @@ static int sweep_leaf(uint64_t first, _Atomic pte_t *leaf, void *arg)
 		e = atomic_load_explicit(&leaf[i], memory_order_relaxed);
 		if (!evictable(e))
 			continue;
-		/* CLOCK: a referenced page loses its bit and stays. */
+		/* CLOCK: a hot page ages by one lap, a referenced page
+		 * loses its bit; both stay this time. */
+		if (s->second_chance && (e & PTE_AGE_MASK)) {
+			pte_cas(&leaf[i], &e, e - (UINT64_C(1) << PTE_AGE_SHIFT));
+			continue;
+		}
 		if (s->second_chance && (e & PTE_REF)) {
 			pte_cas(&leaf[i], &e, e & ~PTE_REF);
 			continue;

@@ -249,7 +249,7 @@ static int swap_in_one(struct handler *h, struct upg_region *r, uint64_t idx,
 		       _Atomic pte_t *e, pte_t old, int *kind)
 {
 	struct upg_runtime *rt = r->rt;
-	uint64_t handle = pte_payload(old);
+	uint64_t handle = pte_payload(old), hot;
 	void *addr = page_addr(r, idx);
 	bool from_disk = false;
 	int rc;
@@ -274,16 +274,20 @@ static int swap_in_one(struct handler *h, struct upg_region *r, uint64_t idx,
 		pte_unlock(e, old);
 		return rc;
 	}
-	ghost_is_refault(rt, (uintptr_t)addr);
+	/* A page evicted and wanted back within a second is hot: the
+	 * policy keeps it for a few more laps of its hand. */
+	hot = ghost_is_refault(rt, (uintptr_t)addr) ? PTE_AGE_HOT : 0;
 	region_add_resident(r, 1);
 	COUNT(r, pages_filled, 1);
 	if (!r->wp) {
 		/* Writes cannot be seen: the copy may go stale at once. */
 		store_free(rt->store, handle);
-		pte_unlock(e, pte_make(PTE_RESIDENT, PTE_DIRTY | PTE_REF, 0));
+		pte_unlock(e, pte_make(PTE_RESIDENT, PTE_DIRTY | PTE_REF | hot,
+				       0));
 		return 0;
 	}
-	pte_unlock(e, pte_make(PTE_RESIDENT, PTE_CACHED | PTE_REF, handle));
+	pte_unlock(e, pte_make(PTE_RESIDENT, PTE_CACHED | PTE_REF | hot,
+			       handle));
 	return 0;
 }
 

@@ -41,6 +41,11 @@ enum pte_state {
 #define PTE_SHARED	(UINT64_C(1) << 8)  /* payload shared with a snapshot */
 #define PTE_PINNED	(UINT64_C(1) << 9)  /* never evict */
 #define PTE_CACHED	(UINT64_C(1) << 10) /* resident, payload still valid */
+/* Bits 11-12: age, laps of the eviction hand a page survives without a
+ * reference; set when an evicted page faults back soon (it is hot). */
+#define PTE_AGE_SHIFT	11
+#define PTE_AGE_MASK	(UINT64_C(3) << PTE_AGE_SHIFT)
+#define PTE_AGE_HOT	PTE_AGE_MASK
 
 #define PTE_STATE_MASK	UINT64_C(0xf)
 #define PTE_FLAGS_MASK	UINT64_C(0xfff0)
