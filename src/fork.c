@@ -29,10 +29,12 @@
  * upg_region_drop (from an allocator hook) may free the handle.
  */
 #include <errno.h>
+#include <poll.h>
 #include <sched.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "evict.h"
@@ -292,6 +294,89 @@ static int repair_leaf(uint64_t first, _Atomic pte_t *leaf, void *arg)
 	return 0;
 }
 
+/* ------------------------------------------------------------------ */
+/* Serving faults until a handler is up                                */
+/* ------------------------------------------------------------------ */
+
+/*
+ * A new thread touches managed memory before it runs a line of ours:
+ * glibc's start_thread reads the locale, which the program may have
+ * allocated (in the managed heap) after upager started.  So while the new
+ * handlers start, the forking thread serves faults itself, simply: every
+ * page it resolves is installed with its contents.  A helper thread
+ * touches the doorbell, which only a real handler resolves (we wake it
+ * without resolving); when the helper returns, a handler is up.
+ */
+static int assist_one(struct upg_runtime *rt, uintptr_t addr, void *bounce)
+{
+	struct upg_region *r = region_lookup(rt, addr);
+	_Atomic pte_t *e;
+	const void *src = rt->zero_src;
+	pte_t old;
+	int rc;
+
+	e = r ? pt_entry(&r->pt, (addr - r->start) >> PAGE_SHIFT, true) : NULL;
+	if (!e || !pte_trylock(e, &old))
+		return uffd_wake(rt->uffd, (void *)addr, PAGE_SIZE);
+	if (pte_state(old) == PTE_STORED) {
+		if (store_get(rt->store, pte_payload(old), bounce, NULL) < 0) {
+			pte_unlock(e, old);
+			return uffd_wake(rt->uffd, (void *)addr, PAGE_SIZE);
+		}
+		src = bounce;
+	} else if (pte_state(old) != PTE_EMPTY) {
+		pte_unlock(e, old);	/* a handler's business */
+		return uffd_wake(rt->uffd, (void *)addr, PAGE_SIZE);
+	}
+	rc = uffd_copy(rt->uffd, (void *)addr, src, PAGE_SIZE, false);
+	if (rc < 0 && rc != -EEXIST) {
+		pte_unlock(e, old);
+		return rc;
+	}
+	if (pte_state(old) == PTE_STORED)
+		store_free(rt->store, pte_payload(old));
+	region_add_resident(r, 1);
+	pte_unlock(e, pte_make(PTE_RESIDENT, PTE_DIRTY | PTE_REF, 0));
+	return 0;
+}
+
+static void *ring_doorbell(void *arg)
+{
+	struct upg_runtime *rt = arg;
+
+	(void)*(volatile char *)rt->doorbell;
+	return NULL;
+}
+
+static void assist_until_up(struct upg_runtime *rt)
+{
+	void *bounce = mem_alloc(PAGE_SIZE);
+	struct pollfd pfd = { .fd = rt->uffd, .events = POLLIN };
+	struct uffd_msg msg;
+	struct iovec iov = { &msg, sizeof(msg) };
+	pthread_t helper;
+
+	if (!bounce || pthread_create(&helper, NULL, ring_doorbell, rt))
+		goto out;
+	while (pthread_tryjoin_np(helper, NULL) != 0) {
+		/* RWF_NOWAIT: a handler may take the message after poll. */
+		if (poll(&pfd, 1, 1) > 0 &&
+		    preadv2(rt->uffd, &iov, 1, -1, RWF_NOWAIT) == sizeof(msg) &&
+		    msg.event == UFFD_EVENT_PAGEFAULT) {
+			uintptr_t a = page_align_down(msg.arg.pagefault.address);
+
+			pthread_rwlock_rdlock(&rt->regions_lock);
+			if (a == (uintptr_t)rt->doorbell)
+				uffd_wake(rt->uffd, rt->doorbell, PAGE_SIZE);
+			else
+				assist_one(rt, a, bounce);
+			pthread_rwlock_unlock(&rt->regions_lock);
+		}
+	}
+out:
+	mem_free(bounce, PAGE_SIZE);
+}
+
 static int rebuild(struct upg_runtime *rt)
 {
 	int err;
@@ -338,6 +423,8 @@ int upg_fork_child(struct upg_runtime *rt)
 	}
 	if (!err)
 		err = evictor_start(rt);
+	if (!err)
+		assist_until_up(rt);
 	close_pair();
 	items_free();
 	if (err)
