@@ -105,7 +105,12 @@ struct upg_options {
 				 * this long before it sleeps, 0..1000
 				 * (UPAGER_SPIN_US) */
 	uint32_t reserved_u32;
-	uint64_t reserved[8];	/* zero; room to grow */
+	/* Preload mode only (libupager-preload.so); the library ignores them. */
+	uint64_t preload_heap;	/* address space reserved for the managed heap
+				 * and mappings (UPAGER_PRELOAD_HEAP) */
+	uint64_t preload_min_mmap; /* smallest private anonymous mmap that is
+				    * managed, 0 = none (UPAGER_PRELOAD_MIN_MMAP) */
+	uint64_t reserved[6];	/* zero; room to grow */
 };
 
 /* Fill *opts with the defaults.  Never fails. */
@@ -408,6 +413,82 @@ enum upg_advice {
  * or advice is unknown.
  */
 UPG_API int upg_region_advise(struct upg_region *region, int advice);
+/* Managed sub-ranges and fork (allocators, preload mode)              */
+/* ------------------------------------------------------------------ */
+
+/*
+ * Drop the pages of [offset, offset + len) of a region, as MADV_DONTNEED
+ * does to ordinary private anonymous memory: from now on they read as
+ * zeros, their copies in the swap store are discarded and their memory is
+ * no longer counted against the budget.  The range stays registered and
+ * usable.  Call this instead of madvise(MADV_DONTNEED) or MADV_FREE on region
+ * memory: those alone leave the stored copies, which a later fault would
+ * bring back.
+ *
+ * Threads: any thread, concurrently with faults on the region; the caller
+ * waits (spins) only while a handler or the evictor is working on one of
+ * the pages.  It never touches the region's memory itself, so it may be
+ * called from an allocator's extent hooks.
+ * Returns 0, or -EINVAL if region is destroyed or NULL, or offset or len is
+ * not page-aligned, or the range is not inside the region.
+ */
+UPG_API int upg_region_drop(struct upg_region *region, size_t offset,
+			    size_t len);
+
+/*
+ * The application mapped something else over [offset, offset + len) of the
+ * region (mmap with MAP_FIXED): the range is no longer the region's memory.
+ * Its stored copies are discarded and its entries marked so that no fault,
+ * fault-around or eviction ever acts on it again.  The mapping itself is the
+ * caller's business (call this before or after the MAP_FIXED mmap).
+ * Returns 0 or -EINVAL as upg_region_drop().
+ */
+UPG_API int upg_region_forget(struct upg_region *region, size_t offset,
+			      size_t len);
+
+/*
+ * Let child processes inherit the region (undo the default MADV_DONTFORK).
+ * Only correct together with upg_fork_prepare/parent/child around every
+ * fork(), which give the child a runtime of its own that serves the
+ * inherited pages, including those in the swap store at the time of fork.
+ * Returns 0, -EINVAL for a destroyed or NULL region, or -errno of madvise.
+ */
+UPG_API int upg_region_inherit(struct upg_region *region);
+
+/*
+ * fork() support: call upg_fork_prepare() in the pthread_atfork prepare
+ * handler, upg_fork_parent() in the parent handler and upg_fork_child() in
+ * the child handler (the child must not touch inherited region memory
+ * before it returns).
+ *
+ * prepare: quiesces the handlers and the evictor (no page is half-evicted
+ *   or half-filled at fork) and takes a reference on every stored page.
+ *   Threads faulting on region memory wait until upg_fork_parent().
+ * parent: lets the handlers and evictor go on, then streams the stored
+ *   pages to the child through a socket and drops the references.
+ * child: builds a new runtime in place: a new userfaultfd with every
+ *   inherited region registered again (regions not inherited are
+ *   forgotten), new handler and evictor threads, a new swap store into
+ *   which the streamed pages are stored again (compressed), so the child
+ *   sees exactly the parent's memory and stays within the same budget.
+ *   Pages resident at fork are shared copy-on-write as usual.
+ *
+ * Cost: the forking thread of the parent decompresses and sends every
+ * stored page once, and the child compresses it again before fork()
+ * returns in the child: about 1-2 us per stored page, i.e. 0.3-0.5 s per
+ * GiB held in the store.  Regions and threads of the parent are not
+ * waited for beyond the quiescing.  _Fork(), vfork()+exec and clone()
+ * without the atfork handlers are not covered (vfork shares the memory and
+ * is fine; the others see evicted pages as zeros).
+ *
+ * upg_fork_prepare returns 0 or -ENOMEM/-errno of socketpair (then the
+ * caller should not fork, or the child gets no stored pages);
+ * upg_fork_child returns 0 or -errno: the child has no working runtime and
+ * must not touch region memory (exit or exec).
+ */
+UPG_API int upg_fork_prepare(struct upg_runtime *rt);
+UPG_API void upg_fork_parent(struct upg_runtime *rt);
+UPG_API int upg_fork_child(struct upg_runtime *rt);
 
 /* ------------------------------------------------------------------ */
 /* Statistics                                                          */
@@ -491,6 +572,14 @@ UPG_API int upg_region_stats_get(const struct upg_region *region,
  * NULL argument or an unknown format, -EIO if the write failed.
  */
 UPG_API int upg_stats_print(struct upg_runtime *rt, FILE *f, int format);
+
+/*
+ * Write the statistics where the options ask (stats_path, stats_format),
+ * now, as upg_runtime_destroy() does, without destroying anything: for a
+ * program that exits with the runtime still in use.  Returns 0 (also when
+ * no statistics were asked for) or -EIO.
+ */
+UPG_API int upg_stats_write(struct upg_runtime *rt);
 
 #ifdef __cplusplus
 }

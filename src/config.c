@@ -67,6 +67,12 @@ static const struct opt options[] = {
 	  "write statistics at exit: stderr, stdout or a file path" },
 	{ "UPAGER_STATS_FORMAT", OPT_ENUM, FIELD(stats_format), 0, 0,
 	  format_names, "text", "format of those statistics" },
+	{ "UPAGER_PRELOAD_HEAP", OPT_SIZE, FIELD(preload_heap), GIB,
+	  UPG_REGION_MAX, NULL, "1T", "preload mode: address space reserved "
+	  "for the managed heap and mappings" },
+	{ "UPAGER_PRELOAD_MIN_MMAP", OPT_SIZE, FIELD(preload_min_mmap), 0,
+	  UINT64_MAX, NULL, "256K", "preload mode: smallest private anonymous "
+	  "mmap that is managed; 0 = none" },
 };
 
 void upg_options_init(struct upg_options *opts)
@@ -85,6 +91,8 @@ void upg_options_init(struct upg_options *opts)
 	opts->fault_around = 16;
 	opts->stats_path = NULL;
 	opts->stats_format = UPG_STATS_TEXT;
+	opts->preload_heap = 1024 * GIB;
+	opts->preload_min_mmap = 256 << 10;
 }
 
 int parse_size(const char *s, uint64_t *out)

@@ -66,7 +66,7 @@ static int resolve_options(const struct upg_options *in, struct upg_runtime *rt)
 }
 
 /* Memory the handler reads and maps, outside any region. */
-static int map_private_pages(struct upg_runtime *rt)
+int map_private_pages(struct upg_runtime *rt)
 {
 	void *zero = mmap(NULL, FILL_MAX_PAGES * PAGE_SIZE, PROT_READ,
 			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -98,7 +98,7 @@ static void unmap_private_pages(struct upg_runtime *rt)
  * With a budget, pages go to a store whose RAM tier takes up to a quarter
  * of the budget; the rest of the budget is for resident pages.
  */
-static int store_start(struct upg_runtime *rt)
+int store_start(struct upg_runtime *rt)
 {
 	struct store_config cfg = {
 		.codec = rt->opts.codec,
@@ -174,29 +174,27 @@ int upg_runtime_create(const struct upg_options *opts,
 	return 0;
 }
 
-static void write_stats_at_exit(struct upg_runtime *rt)
+int upg_stats_write(struct upg_runtime *rt)
 {
-	const char *path = rt->opts.stats_path;
+	const char *path = rt ? rt->opts.stats_path : NULL;
 	FILE *f;
+	int rc;
 
 	if (!path)
-		return;
-	if (strcmp(path, "stderr") == 0 || strcmp(path, "1") == 0) {
-		upg_stats_print(rt, stderr, rt->opts.stats_format);
-		return;
-	}
-	if (strcmp(path, "stdout") == 0) {
-		upg_stats_print(rt, stdout, rt->opts.stats_format);
-		return;
-	}
+		return 0;
+	if (strcmp(path, "stderr") == 0 || strcmp(path, "1") == 0)
+		return MIN(upg_stats_print(rt, stderr, rt->opts.stats_format), 0);
+	if (strcmp(path, "stdout") == 0)
+		return MIN(upg_stats_print(rt, stdout, rt->opts.stats_format), 0);
 	f = fopen(path, "we");
 	if (!f) {
 		log_warn("cannot write statistics to %s: %s", path,
 			 strerror(errno));
-		return;
+		return -EIO;
 	}
-	upg_stats_print(rt, f, rt->opts.stats_format);
+	rc = upg_stats_print(rt, f, rt->opts.stats_format);
 	fclose(f);
+	return MIN(rc, 0);
 }
 
 void upg_runtime_destroy(struct upg_runtime *rt)
@@ -205,7 +203,7 @@ void upg_runtime_destroy(struct upg_runtime *rt)
 
 	if (!rt)
 		return;
-	write_stats_at_exit(rt);
+	upg_stats_write(rt);
 	alive = regions_destroy_all(rt);
 	if (alive)
 		log_warn("runtime destroyed with %zu region(s) still alive: "

@@ -119,6 +119,13 @@ struct upg_region *region_lookup(struct upg_runtime *rt, uintptr_t addr);
 /* Destroy every region (runtime teardown); returns how many there were. */
 size_t regions_destroy_all(struct upg_runtime *rt);
 
+/* runtime.c */
+/* Map the zero source and the doorbell page (registered); fork.c calls it
+ * again in a child, where the doorbell (MADV_DONTFORK) is gone. */
+int map_private_pages(struct upg_runtime *rt);
+/* Create rt->store when the options set a budget. */
+int store_start(struct upg_runtime *rt);
+
 /* fault.c */
 int handlers_start(struct upg_runtime *rt);
 void handlers_stop(struct upg_runtime *rt);
