@@ -35,11 +35,13 @@
 
 struct preload pl = { .lock = PTHREAD_RWLOCK_INITIALIZER };
 
-/* Executable segments of this library and of libjemalloc. */
-static struct {
+/* Executable segments of this library and libjemalloc (own), and of libc
+ * and ld.so (sys). */
+struct text {
 	uintptr_t lo, hi;
-} text[8];
-static unsigned ntext;
+};
+static struct text own[8], sys_text[8];
+static unsigned nown, nsys;
 static bool forked_child;
 static __thread unsigned char fork_saved IE;
 
@@ -60,14 +62,23 @@ void pl_say(const char *fmt, ...)
 		return;
 }
 
-bool pl_internal_caller(const void *ret)
+static bool in_text(const struct text *t, unsigned n, uintptr_t a)
 {
-	uintptr_t a = (uintptr_t)ret;
-
-	for (unsigned i = 0; i < ntext; i++)
-		if (a - text[i].lo < text[i].hi - text[i].lo)
+	for (unsigned i = 0; i < n; i++)
+		if (a - t[i].lo < t[i].hi - t[i].lo)
 			return true;
 	return false;
+}
+
+bool pl_internal_caller(const void *ret)
+{
+	return in_text(own, nown, (uintptr_t)ret) ||
+	       in_text(sys_text, nsys, (uintptr_t)ret);
+}
+
+bool pl_libc_caller(const void *ret)
+{
+	return in_text(sys_text, nsys, (uintptr_t)ret);
 }
 
 static bool object_holds(const struct dl_phdr_info *info, uintptr_t addr)
@@ -82,21 +93,29 @@ static bool object_holds(const struct dl_phdr_info *info, uintptr_t addr)
 	return false;
 }
 
-static int find_text(struct dl_phdr_info *info, size_t size, void *arg)
+static void add_text(const struct dl_phdr_info *info, struct text *t,
+		     unsigned *n)
 {
-	const uintptr_t *probes = arg;
-
-	if (!object_holds(info, probes[0]) && !object_holds(info, probes[1]))
-		return 0;
-	for (int i = 0; i < info->dlpi_phnum && ntext < ARRAY_SIZE(text); i++) {
+	for (int i = 0; i < info->dlpi_phnum && *n < 8; i++) {
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
 
 		if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
 			continue;
-		text[ntext].lo = info->dlpi_addr + ph->p_vaddr;
-		text[ntext].hi = text[ntext].lo + ph->p_memsz;
-		ntext++;
+		t[*n].lo = info->dlpi_addr + ph->p_vaddr;
+		t[*n].hi = t[*n].lo + ph->p_memsz;
+		(*n)++;
 	}
+}
+
+static int find_text(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	const uintptr_t *probes = arg;
+	const char *name = info->dlpi_name ? info->dlpi_name : "";
+
+	if (object_holds(info, probes[0]) || object_holds(info, probes[1]))
+		add_text(info, own, &nown);
+	else if (object_holds(info, probes[2]) || strstr(name, "/ld-linux"))
+		add_text(info, sys_text, &nsys);
 	return 0;
 }
 
@@ -156,7 +175,8 @@ static int reserve(uint64_t size)
 
 static int start(void)
 {
-	const uintptr_t probes[2] = { (uintptr_t)&start, (uintptr_t)&mallocx };
+	const uintptr_t probes[3] = { (uintptr_t)&start, (uintptr_t)&mallocx,
+				      (uintptr_t)&fopen };
 	const char *env = getenv("UPAGER_PRELOAD");
 	struct upg_options o;
 	int level, err;
