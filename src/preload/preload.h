@@ -44,6 +44,7 @@ struct preload {
 	struct upg_region *heap;	/* the reservation */
 	uintptr_t base, end;		/* its address range */
 	uint64_t min_mmap;		/* smallest managed mmap, 0 = none */
+	uint64_t mem_limit;		/* the budget, 0 = none */
 	/* Interposer calls that change managed ranges hold this for reading;
 	 * the fork prepare handler for writing (so none is half done). */
 	pthread_rwlock_t lock;
