@@ -21,10 +21,12 @@
  */
 #include <errno.h>
 #include <link.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jemalloc/jemalloc.h>
@@ -35,11 +37,13 @@
 
 struct preload pl = { .lock = PTHREAD_RWLOCK_INITIALIZER };
 
-/* Executable segments of this library and of libjemalloc. */
-static struct {
+/* Executable segments of this library and libjemalloc (own), and of libc
+ * and ld.so (sys). */
+struct text {
 	uintptr_t lo, hi;
-} text[8];
-static unsigned ntext;
+};
+static struct text own[8], sys_text[8];
+static unsigned nown, nsys;
 static bool forked_child;
 static __thread unsigned char fork_saved IE;
 
@@ -60,14 +64,23 @@ void pl_say(const char *fmt, ...)
 		return;
 }
 
-bool pl_internal_caller(const void *ret)
+static bool in_text(const struct text *t, unsigned n, uintptr_t a)
 {
-	uintptr_t a = (uintptr_t)ret;
-
-	for (unsigned i = 0; i < ntext; i++)
-		if (a - text[i].lo < text[i].hi - text[i].lo)
+	for (unsigned i = 0; i < n; i++)
+		if (a - t[i].lo < t[i].hi - t[i].lo)
 			return true;
 	return false;
+}
+
+bool pl_internal_caller(const void *ret)
+{
+	return in_text(own, nown, (uintptr_t)ret) ||
+	       in_text(sys_text, nsys, (uintptr_t)ret);
+}
+
+bool pl_libc_caller(const void *ret)
+{
+	return in_text(sys_text, nsys, (uintptr_t)ret);
 }
 
 static bool object_holds(const struct dl_phdr_info *info, uintptr_t addr)
@@ -82,22 +95,64 @@ static bool object_holds(const struct dl_phdr_info *info, uintptr_t addr)
 	return false;
 }
 
-static int find_text(struct dl_phdr_info *info, size_t size, void *arg)
+static void add_text(const struct dl_phdr_info *info, struct text *t,
+		     unsigned *n)
 {
-	const uintptr_t *probes = arg;
-
-	if (!object_holds(info, probes[0]) && !object_holds(info, probes[1]))
-		return 0;
-	for (int i = 0; i < info->dlpi_phnum && ntext < ARRAY_SIZE(text); i++) {
+	for (int i = 0; i < info->dlpi_phnum && *n < 8; i++) {
 		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
 
 		if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
 			continue;
-		text[ntext].lo = info->dlpi_addr + ph->p_vaddr;
-		text[ntext].hi = text[ntext].lo + ph->p_memsz;
-		ntext++;
+		t[*n].lo = info->dlpi_addr + ph->p_vaddr;
+		t[*n].hi = t[*n].lo + ph->p_memsz;
+		(*n)++;
 	}
+}
+
+static int find_text(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	const uintptr_t *probes = arg;
+	const char *name = info->dlpi_name ? info->dlpi_name : "";
+
+	if (object_holds(info, probes[0]) || object_holds(info, probes[1]))
+		add_text(info, own, &nown);
+	else if (object_holds(info, probes[2]) || strstr(name, "/ld-linux"))
+		add_text(info, sys_text, &nsys);
 	return 0;
+}
+
+/*
+ * Pages first read (the zero page mapped) and then written are copied by
+ * the kernel without a fault, so upager counts them only when it
+ * reconciles with the hardware page table; the evictor does that only in
+ * a round it starts on the counts it has.  This thread reconciles every
+ * WATCH_MS, so such pages (calloc'd buffers: jemalloc knows they are zero
+ * and does not write them) count against the budget within that time.
+ * It touches no managed memory; its stack is glibc's.
+ */
+#define WATCH_MS 20
+
+static void *watch_main(void *arg)
+{
+	struct timespec ts = { 0, WATCH_MS * 1000000L };
+	struct upg_stats st;
+	sigset_t all;
+
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
+	for (;;) {
+		nanosleep(&ts, NULL);
+		upg_stats_get(pl.rt, &st);
+	}
+	return NULL;
+}
+
+static void watch_start(void)
+{
+	pthread_t t;
+
+	if (pl.mem_limit && pthread_create(&t, NULL, watch_main, NULL) == 0)
+		pthread_detach(t);
 }
 
 static void fork_prepare(void)
@@ -130,6 +185,7 @@ static void fork_child(void)
 		pl_say("upager: the child process has no pager; it exits");
 		_exit(127);
 	}
+	watch_start();
 	pl_leave_internal(fork_saved);
 }
 
@@ -156,7 +212,8 @@ static int reserve(uint64_t size)
 
 static int start(void)
 {
-	const uintptr_t probes[2] = { (uintptr_t)&start, (uintptr_t)&mallocx };
+	const uintptr_t probes[3] = { (uintptr_t)&start, (uintptr_t)&mallocx,
+				      (uintptr_t)&fopen };
 	const char *env = getenv("UPAGER_PRELOAD");
 	struct upg_options o;
 	int level, err;
@@ -189,7 +246,9 @@ static int start(void)
 		return err;
 	}
 	pl.min_mmap = o.preload_min_mmap;
+	pl.mem_limit = o.mem_limit;
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
+	watch_start();
 	return 0;
 }
 

@@ -25,12 +25,16 @@
 
 __thread unsigned char pl_tstate IE;
 
-static int __attribute__((noinline)) flags_slow(void)
+#define UNMANAGED (MALLOCX_ARENA(0) | MALLOCX_TCACHE_NONE)
+
+static int __attribute__((noinline)) flags_slow(const void *ret)
 {
 	int state = atomic_load_explicit(&pl.state, memory_order_acquire);
 
 	if (pl_tstate == T_INTERNAL)
-		return MALLOCX_ARENA(0) | MALLOCX_TCACHE_NONE;
+		return UNMANAGED;
+	if (pl_tstate == T_BOUND)
+		return UNMANAGED;	/* a libc caller, see tflags */
 	if (state == PL_STARTING)
 		return 0;	/* not managed yet; bind on a later call */
 	if (state == PL_OFF || arena_bind_thread() < 0) {
@@ -38,20 +42,23 @@ static int __attribute__((noinline)) flags_slow(void)
 		return 0;
 	}
 	pl_tstate = T_BOUND;
-	return 0;
+	return pl_libc_caller(ret) ? UNMANAGED : 0;
 }
 
-/* jemalloc flags for this thread's allocations. */
-static inline int tflags(void)
+/* jemalloc flags for an allocation by this thread, called from ret. */
+static inline int tflags(const void *ret)
 {
-	if (likely(pl_tstate & 1))
+	if (likely(pl_tstate == T_OFF ||
+		   (pl_tstate == T_BOUND && !pl_libc_caller(ret))))
 		return 0;
-	return flags_slow();
+	return flags_slow(ret);
 }
 
-static void *alloc(size_t size, int flags)
+#define CALLER __builtin_return_address(0)
+
+static inline void *alloc(size_t size, int flags, const void *ret)
 {
-	void *p = mallocx(size ? size : 1, tflags() | flags);
+	void *p = mallocx(size ? size : 1, tflags(ret) | flags);
 
 	if (unlikely(!p))
 		errno = ENOMEM;
@@ -60,7 +67,7 @@ static void *alloc(size_t size, int flags)
 
 EXPORT void *malloc(size_t size)
 {
-	return alloc(size, 0);
+	return alloc(size, 0, CALLER);
 }
 
 EXPORT void free(void *p)
@@ -82,23 +89,28 @@ EXPORT void *calloc(size_t n, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	return alloc(total, MALLOCX_ZERO);
+	return alloc(total, MALLOCX_ZERO, CALLER);
 }
 
-EXPORT void *realloc(void *p, size_t size)
+static void *do_realloc(void *p, size_t size, const void *ret)
 {
 	void *q;
 
 	if (!p)
-		return malloc(size);
+		return alloc(size, 0, ret);
 	if (size == 0) {
 		free(p);
 		return NULL;
 	}
-	q = rallocx(p, size, tflags());
+	q = rallocx(p, size, tflags(ret));
 	if (!q)
 		errno = ENOMEM;
 	return q;
+}
+
+EXPORT void *realloc(void *p, size_t size)
+{
+	return do_realloc(p, size, CALLER);
 }
 
 EXPORT void *reallocarray(void *p, size_t n, size_t size)
@@ -109,7 +121,7 @@ EXPORT void *reallocarray(void *p, size_t n, size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	return realloc(p, total);
+	return do_realloc(p, total, CALLER);
 }
 
 static bool pow2(size_t a)
@@ -117,11 +129,11 @@ static bool pow2(size_t a)
 	return a && !(a & (a - 1));
 }
 
-static void *aligned(size_t align, size_t size)
+static inline void *aligned(size_t align, size_t size, const void *ret)
 {
 	if (align <= sizeof(void *) * 2)
-		return alloc(size, 0);
-	return alloc(size, MALLOCX_ALIGN(align));
+		return alloc(size, 0, ret);
+	return alloc(size, MALLOCX_ALIGN(align), ret);
 }
 
 EXPORT int posix_memalign(void **out, size_t align, size_t size)
@@ -131,7 +143,7 @@ EXPORT int posix_memalign(void **out, size_t align, size_t size)
 
 	if (!pow2(align) || align % sizeof(void *))
 		return EINVAL;
-	p = aligned(align, size);
+	p = aligned(align, size, CALLER);
 	if (!p) {
 		errno = saved;
 		return ENOMEM;
@@ -146,7 +158,7 @@ EXPORT void *aligned_alloc(size_t align, size_t size)
 		errno = EINVAL;
 		return NULL;
 	}
-	return aligned(align, size);
+	return aligned(align, size, CALLER);
 }
 
 /* glibc rounds a memalign alignment up to a power of two. */
@@ -160,12 +172,12 @@ EXPORT void *memalign(size_t align, size_t size)
 	}
 	while (a < align)
 		a <<= 1;
-	return aligned(a, size);
+	return aligned(a, size, CALLER);
 }
 
 EXPORT void *valloc(size_t size)
 {
-	return aligned(PAGE_SIZE, size);
+	return aligned(PAGE_SIZE, size, CALLER);
 }
 
 EXPORT void *pvalloc(size_t size)
@@ -176,7 +188,7 @@ EXPORT void *pvalloc(size_t size)
 		errno = ENOMEM;
 		return NULL;
 	}
-	return aligned(PAGE_SIZE, len ? len : PAGE_SIZE);
+	return aligned(PAGE_SIZE, len ? len : PAGE_SIZE, CALLER);
 }
 
 EXPORT size_t malloc_usable_size(void *p)

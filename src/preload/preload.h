@@ -44,6 +44,7 @@ struct preload {
 	struct upg_region *heap;	/* the reservation */
 	uintptr_t base, end;		/* its address range */
 	uint64_t min_mmap;		/* smallest managed mmap, 0 = none */
+	uint64_t mem_limit;		/* the budget, 0 = none */
 	/* Interposer calls that change managed ranges hold this for reading;
 	 * the fork prepare handler for writing (so none is half done). */
 	pthread_rwlock_t lock;
@@ -78,9 +79,14 @@ static inline void pl_leave_internal(unsigned char saved)
 	pl_tstate = saved;
 }
 
-/* init.c: true if the caller's return address lies in this library or in
- * libjemalloc: their mmaps are upager's or jemalloc's own, never managed. */
+/* init.c: true if the caller's return address lies in this library,
+ * libjemalloc, libc or ld.so: their mmaps are never managed. */
 bool pl_internal_caller(const void *ret);
+/* True if it lies in libc or ld.so: their allocations (FILE objects, locale
+ * data, NSS, DTVs) stay unmanaged, because glibc touches some of them in a
+ * forked child before any atfork handler has given it a pager, and in every
+ * new thread before it runs a line of ours. */
+bool pl_libc_caller(const void *ret);
 /* One line on stderr, without malloc. */
 void pl_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -1,0 +1,128 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The core support preload mode stands on, through the public API, so that
+ * it also runs under ASan and UBSan (the preload library itself cannot be
+ * loaded into an uninstrumented program with a sanitizer): dropping pages
+ * that are in the store, forgetting a range, and fork with evicted pages.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "testlib.h"
+
+const bool test_needs_uffd = true;
+
+#define PAGES 4096	/* 16 MiB through a 4 MiB budget */
+
+static struct upg_region *filled_region(struct upg_runtime *rt, char **mem)
+{
+	struct upg_region *r;
+
+	ck_assert_int_eq(upg_anon_create(rt, PAGES * TPAGE, 0, &r), 0);
+	*mem = upg_region_addr(r);
+	for (size_t i = 0; i < PAGES; i++)
+		fill_page(*mem + i * TPAGE, i, 1);
+	return r;
+}
+
+static size_t bad_pages(const char *mem, size_t from, size_t to, uint64_t tag)
+{
+	size_t bad = 0;
+
+	for (size_t i = from; i < to; i++)
+		bad += tag ? !check_page(mem + i * TPAGE, i, tag)
+			   : !page_is_zero(mem + i * TPAGE);
+	return bad;
+}
+
+START_TEST(drop_discards_stored_copies)
+{
+	struct upg_runtime *rt = test_runtime(1, 4 * MIB);
+	struct upg_stats st;
+	char *mem;
+	struct upg_region *r = filled_region(rt, &mem);
+
+	ck_assert_int_eq(upg_stats_get(rt, &st), 0);
+	ck_assert_uint_gt(st.evictions_dirty, 0);
+	ck_assert_int_eq(upg_region_drop(r, 1024 * TPAGE, 2048 * TPAGE), 0);
+	ck_assert_uint_eq(bad_pages(mem, 1024, 3072, 0), 0);
+	ck_assert_uint_eq(bad_pages(mem, 0, 1024, 1), 0);
+	ck_assert_uint_eq(bad_pages(mem, 3072, PAGES, 1), 0);
+	/* Dropped pages are usable again, and evicted again. */
+	for (size_t i = 1024; i < 3072; i++)
+		fill_page(mem + i * TPAGE, i, 2);
+	ck_assert_uint_eq(bad_pages(mem, 1024, 3072, 2), 0);
+	ck_assert_int_eq(upg_region_drop(r, 1, TPAGE), -EINVAL);
+	ck_assert_int_eq(upg_region_drop(r, 0, (PAGES + 1) * TPAGE), -EINVAL);
+	upg_region_destroy(r);
+	upg_runtime_destroy(rt);
+}
+END_TEST
+
+START_TEST(forget_keeps_a_foreign_mapping)
+{
+	struct upg_runtime *rt = test_runtime(1, 4 * MIB);
+	char *mem, *p;
+	struct upg_region *r = filled_region(rt, &mem);
+
+	ck_assert_int_eq(upg_region_forget(r, 64 * TPAGE, 64 * TPAGE), 0);
+	p = mmap(mem + 64 * TPAGE, 64 * TPAGE, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	ck_assert_ptr_eq(p, mem + 64 * TPAGE);
+	memset(p, 0x5a, 64 * TPAGE);
+	/* Faults around the hole never step into it. */
+	ck_assert_uint_eq(bad_pages(mem, 0, 64, 1), 0);
+	ck_assert_uint_eq(bad_pages(mem, 128, PAGES, 1), 0);
+	ck_assert_int_eq(p[0], 0x5a);
+	upg_region_destroy(r);
+	upg_runtime_destroy(rt);
+}
+END_TEST
+
+START_TEST(fork_child_sees_evicted_pages)
+{
+	struct upg_runtime *rt = test_runtime(1, 4 * MIB);
+	char *mem;
+	struct upg_region *r = filled_region(rt, &mem);
+	int status;
+	pid_t pid;
+
+	ck_assert_int_eq(upg_region_inherit(r), 0);
+	ck_assert_int_eq(upg_fork_prepare(rt), 0);
+	pid = fork();
+	if (pid == 0) {
+		if (upg_fork_child(rt))
+			_exit(2);
+		/* Everything, then writes that get evicted in the child. */
+		if (bad_pages(mem, 0, PAGES, 1))
+			_exit(3);
+		for (size_t i = 0; i < PAGES; i += 2)
+			fill_page(mem + i * TPAGE, i, 4);
+		for (size_t i = 0; i < PAGES; i += 2)
+			if (!check_page(mem + i * TPAGE, i, 4))
+				_exit(4);
+		_exit(0);
+	}
+	upg_fork_parent(rt);
+	ck_assert_int_gt(pid, 0);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "child status %#x", status);
+	ck_assert_uint_eq(bad_pages(mem, 0, PAGES, 1), 0);
+	upg_region_destroy(r);
+	upg_runtime_destroy(rt);
+}
+END_TEST
+
+Suite *make_suite(void)
+{
+	Suite *s = suite_create("preload_support");
+
+	ADD_TEST(s, drop_discards_stored_copies, 120);
+	ADD_TEST(s, forget_keeps_a_foreign_mapping, 120);
+	ADD_TEST(s, fork_child_sees_evicted_pages, 120);
+	return s;
+}
