@@ -20,12 +20,14 @@
 
 #define MAX_THREADS 64		/* the most handlers upg_options allows */
 #define REASON_LEN 512
+#define SNAP_TAKES 3		/* snapshots (forks) per round and side */
 
 enum side_id { SIDE_UPAGER, SIDE_KERNEL, NSIDES };
 
 struct config {
 	uint64_t faults;	/* touches per random or scaling row */
 	uint64_t size;		/* bytes of each sequential pass */
+	uint64_t snap_size;	/* region snapshotted (process forked) */
 	unsigned rounds;	/* each row is split in this many rounds */
 	unsigned threads;	/* most faulting threads of the scaling rows */
 	uint64_t seed;
@@ -100,6 +102,7 @@ struct scenario {
 	bool write;
 	bool sequential;	/* pages in order, else shuffled windows */
 	bool scaling;		/* one row per thread count */
+	bool take;		/* one sample per snapshot of snap_size bytes */
 	/* Swap scenarios: the working set, in quarters of the budget (0 for
 	 * the first-touch ones), and how it is touched. */
 	unsigned ws_quarters;
@@ -135,11 +138,13 @@ uint64_t clock_cost_ns(void);
 void *alloc_populated(size_t len);
 void free_populated(void *p, size_t len);
 int touch_round(const struct round *rd, char *base, struct side *s);
+int sample_room(const struct round *rd, const struct side *s);
+void sample_add(struct side *s, uint64_t ns);
 void side_unavailable(struct side *s, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
 /* stats.c */
-void summarize(struct side *s, size_t page);
+void summarize(struct side *s, uint64_t bytes_per_sample);
 struct ratios {
 	double p50, throughput;
 	bool has_p50, has_throughput;

@@ -155,6 +155,20 @@ static int run_workers(struct worker *w, unsigned nthreads, struct gate *g)
 	return -err;
 }
 
+/* 0 if the round's samples fit where the row planned room for them. */
+int sample_room(const struct round *rd, const struct side *s)
+{
+	return s->n + rd->n > rd->row->count ? -EOVERFLOW	/* a planning bug */
+					     : 0;
+}
+
+/* One sample timed by the caller, for rows that do not touch pages. */
+void sample_add(struct side *s, uint64_t ns)
+{
+	s->ns[s->n++] = ns;
+	s->wall_ns += ns;
+}
+
 /*
  * Touch every offset of the round in `base` with the row's threads, and
  * append the samples and the wall time (first start to last end) to s.
@@ -168,8 +182,8 @@ int touch_round(const struct round *rd, char *base, struct side *s)
 	uint64_t start = UINT64_MAX, end = 0;
 	int err;
 
-	if (s->n + rd->n > rd->row->count)
-		return -EOVERFLOW;	/* a bug in the planning of rounds */
+	if (sample_room(rd, s))
+		return -EOVERFLOW;
 	deal(rd, base, s->ns + s->n, w, nthreads, &gate);
 	err = run_workers(w, nthreads, &gate);
 	if (err) {

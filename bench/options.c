@@ -35,6 +35,9 @@ static const char usage[] =
 "                      side (default 200000; quick 20000)\n"
 "  --size SIZE         memory of each sequential pass, e.g. 256M (default\n"
 "                      256M; quick 32M); K, M, G suffixes are powers of 2\n"
+"  --snapshot-size SIZE\n"
+"                      region of the snap-take scenario (default 1G;\n"
+"                      quick 64M)\n"
 "  --rounds N          rounds per scenario; sides alternate within each\n"
 "                      (default 10; quick 4)\n"
 "  --threads N         most faulting threads of the scaling scenario: it runs\n"
@@ -60,7 +63,7 @@ static const char usage[] =
 "The UPAGER_* environment variables set upager's other options (for\n"
 "example UPAGER_FAULT_AROUND).  Ratios are upager over the kernel.\n";
 
-enum { OPT_QUICK = 256, OPT_FAULTS, OPT_SIZE, OPT_ROUNDS, OPT_THREADS,
+enum { OPT_QUICK = 256, OPT_FAULTS, OPT_SIZE, OPT_SNAP_SIZE, OPT_ROUNDS, OPT_THREADS,
        OPT_CODEC, OPT_BUDGET, OPT_SWAP_DIR, OPT_SCENARIOS, OPT_SEED, OPT_JSON, OPT_CSV, OPT_PLOT,
        OPT_HELP, OPT_VERSION };
 
@@ -69,7 +72,8 @@ enum { OPT_QUICK = 256, OPT_FAULTS, OPT_SIZE, OPT_ROUNDS, OPT_THREADS,
 
 static const struct option longopts[] = {
 	FLAG("quick", OPT_QUICK), ARG("faults", OPT_FAULTS),
-	ARG("size", OPT_SIZE), ARG("rounds", OPT_ROUNDS),
+	ARG("size", OPT_SIZE), ARG("snapshot-size", OPT_SNAP_SIZE),
+	ARG("rounds", OPT_ROUNDS),
 	ARG("threads", OPT_THREADS), ARG("codec", OPT_CODEC),
 	ARG("budget", OPT_BUDGET), ARG("swap-dir", OPT_SWAP_DIR),
 	ARG("scenarios", OPT_SCENARIOS), ARG("seed", OPT_SEED),
@@ -129,13 +133,14 @@ static int parse_number(const char *opt, const char *s, uint64_t min,
 	return bad(opt, s, accepted);
 }
 
-static int parse_size(const char *s, size_t page, uint64_t *out)
+static int parse_size(const char *opt, const char *s, size_t page,
+		      uint64_t *out)
 {
 	if (!parse_u64(s, page, MAX_SIZE, true, out)) {
 		*out = (*out + page - 1) / page * page;
 		return 0;
 	}
-	return bad("--size", s, "a size from 4K to 64G, such as 256M");
+	return bad(opt, s, "a size from 4K to 64G, such as 256M");
 }
 
 static int parse_codec(const char *s, int *codec)
@@ -222,6 +227,8 @@ static void apply_defaults(struct config *cfg, const struct given *given)
 		cfg->faults = cfg->quick ? 20000 : 200000;
 	if (!given->size)
 		cfg->size = (cfg->quick ? 32 : 256) << 20;
+	if (!given->snap_size)
+		cfg->snap_size = (uint64_t)(cfg->quick ? 64 : 1024) << 20;
 	if (!given->rounds)
 		cfg->rounds = cfg->quick ? 4 : 10;
 	if (!given->threads)
@@ -251,8 +258,13 @@ static int parse_one(int opt, const char *arg, struct options *o)
 		o->given.faults = true;
 		break;
 	case OPT_SIZE:
-		err = parse_size(arg, o->page, &cfg->size);
+		err = parse_size("--size", arg, o->page, &cfg->size);
 		o->given.size = true;
+		break;
+	case OPT_SNAP_SIZE:
+		err = parse_size("--snapshot-size", arg, o->page,
+				 &cfg->snap_size);
+		o->given.snap_size = true;
 		break;
 	case OPT_ROUNDS:
 		err = parse_number("--rounds", arg, 1, MAX_ROUNDS, &v);
@@ -268,7 +280,7 @@ static int parse_one(int opt, const char *arg, struct options *o)
 		err = parse_codec(arg, &o->codec);
 		break;
 	case OPT_BUDGET:
-		err = parse_size(arg, o->page, &cfg->budget);
+		err = parse_size("--budget", arg, o->page, &cfg->budget);
 		o->given.budget = true;
 		break;
 	case OPT_SWAP_DIR:

@@ -6,7 +6,7 @@
 
 /* Which values the command line gave, so --quick does not override them. */
 struct given {
-	bool faults, size, rounds, threads, seed, budget;
+	bool faults, size, snap_size, rounds, threads, seed, budget;
 };
 
 struct options {

@@ -234,11 +234,13 @@ static void json_config(FILE *f, const struct bench *b)
 		sysconf(_SC_NPROCESSORS_ONLN), b->page,
 		(unsigned long long)b->clock_ns);
 	fprintf(f, "  \"config\": {\"quick\": %s, \"faults\": %llu, \"size\": "
-		"%llu, \"rounds\": %u, \"threads\": %u, \"seed\": %llu, "
+		"%llu, \"snapshot_size\": %llu, \"snapshot_takes\": %u, "
+		"\"rounds\": %u, \"threads\": %u, \"seed\": %llu, "
 		"\"codec\": \"%s\", \"fault_around\": %u, \"budget\": %llu, "
 		"\"swap_dir\": ",
 		c->quick ? "true" : "false", (unsigned long long)c->faults,
-		(unsigned long long)c->size, c->rounds, c->threads,
+		(unsigned long long)c->size,
+		(unsigned long long)c->snap_size, SNAP_TAKES, c->rounds, c->threads,
 		(unsigned long long)c->seed, codec_name(b->opts.codec),
 		b->opts.fault_around, (unsigned long long)c->budget);
 	json_string(f, c->swap_dir);

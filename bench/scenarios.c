@@ -169,6 +169,73 @@ out:
 }
 
 /*
+ * Taking a snapshot, next to fork(): both sides hold the round's memory,
+ * every page written.  upager snapshots the region (dropped again, untimed);
+ * the kernel forks, timed until fork returns in the parent, the child
+ * exiting at once.  Each repetition costs what the first did: a dropped
+ * snapshot's pages are protected again by the next take, and the kernel
+ * copies the page tables of every fork.
+ */
+static int take_upager(struct row *row, const struct round *rd,
+		       struct side *s)
+{
+	struct upg_snapshot *snap;
+	char *base;
+	void *handle;
+	int err = sample_room(rd, s);
+
+	if (!err)
+		err = upager_map(row, rd->len, s, &base, &handle);
+	if (err)
+		return err;
+	populate(base, rd->len);
+	for (uint64_t i = 0; i < rd->n && !err; i++) {
+		uint64_t t0 = clock_ns();
+
+		err = upg_snapshot_take(handle, &snap);
+		if (err) {
+			side_unavailable(s, "upg_snapshot_take: %s",
+					 strerror(-err));
+			break;
+		}
+		sample_add(s, clock_ns() - t0);
+		upg_snapshot_drop(snap);
+	}
+	upager_unmap(base, rd->len, handle);
+	return err;
+}
+
+static int take_kernel(struct row *row, const struct round *rd,
+		       struct side *s)
+{
+	char *base;
+	void *handle;
+	int err = sample_room(rd, s);
+
+	if (!err)
+		err = kernel_map(row, rd->len, s, &base, &handle);
+	if (err)
+		return err;
+	populate(base, rd->len);
+	for (uint64_t i = 0; i < rd->n; i++) {
+		uint64_t t0 = clock_ns();
+		pid_t pid = fork();
+
+		if (pid == 0)
+			_exit(0);
+		if (pid < 0) {
+			err = -errno;
+			side_unavailable(s, "fork: %s", strerror(errno));
+			break;
+		}
+		sample_add(s, clock_ns() - t0);
+		waitpid(pid, NULL, 0);
+	}
+	kernel_unmap(base, rd->len, handle);
+	return err;
+}
+
+/*
  * File faults: the round's bytes in a file of their own under the swap
  * directory (a real disk by default), its page cache dropped before each
  * side reads it, random advice on both sides so that one touch is one
@@ -283,6 +350,12 @@ const struct scenario scenarios[] = {
 				  "(kernel: copy-on-write after fork)",
 	  .write = true, .kind = UPG_FAULT_WP, .upager = cow_upager,
 	  .kernel = cow_kernel },
+	{ .name = "snap-take", .title = "snapshot of a populated region of "
+					"--snapshot-size (kernel: fork of a "
+					"process holding it); a sample is one "
+					"snapshot, MB/s is of the region",
+	  .take = true, .kind = UPG_FAULT_WP, .upager = take_upager,
+	  .kernel = take_kernel },
 };
 
 const size_t nscenarios = sizeof(scenarios) / sizeof(scenarios[0]);

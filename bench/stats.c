@@ -24,8 +24,9 @@ static uint64_t rank(const uint64_t *sorted, uint64_t n, uint64_t per10k)
 	return sorted[k ? k - 1 : 0];
 }
 
-/* Sorts s->ns in place (the plot reads it sorted too). */
-void summarize(struct side *s, size_t page)
+/* Sorts s->ns in place (the plot reads it sorted too).  A sample is one
+ * page touched, or one snapshot of a region: bytes_per_sample. */
+void summarize(struct side *s, uint64_t bytes_per_sample)
 {
 	struct summary *m = &s->sum;
 	double total = 0;
@@ -44,7 +45,7 @@ void summarize(struct side *s, size_t page)
 	m->mean = total / (double)s->n;
 	if (s->wall_ns) {
 		m->per_sec = (double)s->n * 1e9 / (double)s->wall_ns;
-		m->mb_per_sec = m->per_sec * (double)page / 1e6;
+		m->mb_per_sec = m->per_sec * (double)bytes_per_sample / 1e6;
 	}
 }
 

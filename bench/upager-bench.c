@@ -70,6 +70,11 @@ static void plan_round(const struct bench *b, const struct row *row,
 		plan_swap_round(b, row, n, seed, off, rd);
 		return;
 	}
+	if (row->sc->take) {	/* n snapshots of one populated region */
+		*rd = (struct round){ .row = row, .len = b->cfg.snap_size,
+				      .off = off, .n = n };
+		return;
+	}
 	for (uint64_t i = 0; i < n; i++)
 		off[i] = i;
 	for (uint64_t i = n; !row->sc->sequential && i > 1; i--) {
@@ -200,7 +205,8 @@ static int run_row(struct bench *b, struct row *row)
 	}
 	runtime_stop(row);
 	for (int side = 0; side < NSIDES; side++)
-		summarize(&row->side[side], b->page);
+		summarize(&row->side[side], row->sc->take ? b->cfg.snap_size
+								   : b->page);
 	free_populated(off, most * sizeof(*off));
 	progress_done(b, row);
 	return 0;
@@ -234,6 +240,8 @@ static void add_row(struct bench *b, const struct scenario *sc,
 				    : b->cfg.faults;
 	if (sc->pattern == TOUCH_SCAN)	/* the working set once a round */
 		row->count = swap_ws(b, sc) / b->page * b->cfg.rounds;
+	if (sc->take)
+		row->count = SNAP_TAKES * b->cfg.rounds;
 	if (sc->scaling)
 		snprintf(row->name, sizeof(row->name), "%s-%u", sc->name,
 			 threads);

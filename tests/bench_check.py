@@ -21,7 +21,7 @@ SKIP = 77
 PCTS = ["p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"]
 ALL = ["zero-read", "zero-write", "seq-read", "seq-write", "scale",
        "swapin-ram", "swapin-disk", "swap-random", "swap-scan", "swap-hot",
-       "file", "cow"]
+       "file", "cow", "snap-take"]
 failures = []
 
 
@@ -33,6 +33,8 @@ def check(ok, what):
 def expected_count(row, cfg, page):
     if row["scenario"].startswith("seq-"):
         return cfg["size"] // page * cfg["rounds"]
+    if row["scenario"] == "snap-take":  # each side snapshots (forks)
+        return cfg["snapshot_takes"] * cfg["rounds"]
     if row["scenario"] == "swap-scan":  # a working set of twice the budget
         return 2 * cfg["budget"] // page * cfg["rounds"]
     return cfg["faults"]
@@ -105,6 +107,9 @@ def check_bad_options(bench):
                         (["--scenarios", "zero-read,nope"],
                          ["--scenarios", "'nope'", "zero-write"]),
                         (["--size", "12X"], ["--size", "'12X'"]),
+                        (["--snapshot-size", "1Q"],
+                         ["--snapshot-size", "'1Q'"]),
+                        (["--budget", "x"], ["--budget", "'x'"]),
                         (["--plot", "x.pdf"], ["--plot", ".svg"]),
                         (["--frobnicate"], ["--frobnicate"])):
         p = subprocess.run([bench] + args, capture_output=True, text=True)
