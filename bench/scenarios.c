@@ -101,11 +101,16 @@ static int first_touch_kernel(struct row *row, const struct round *rd,
 
 #define MIN_SZ(a, b) ((size_t)(a) < (size_t)(b) ? (size_t)(a) : (size_t)(b))
 
-/* Every page of the round's memory written once, untimed. */
-static void populate(char *base, size_t len)
+/* Fresh memory with every page written once, untimed. */
+static int map_populated(const struct memory *m, struct row *row,
+			 const struct round *rd, struct side *s, char **base,
+			 void **handle)
 {
-	for (size_t off = 0; off < len; off += 4096)
-		base[off] = (char)(off >> 12 | 1);
+	int err = m->map(row, rd->len, s, base, handle);
+
+	for (size_t off = 0; !err && off < rd->len; off += 4096)
+		(*base)[off] = (char)(off >> 12 | 1);
+	return err;
 }
 
 /*
@@ -119,11 +124,10 @@ static int cow_upager(struct row *row, const struct round *rd,
 	struct upg_snapshot *snap;
 	char *base;
 	void *handle;
-	int err = upager_map(row, rd->len, s, &base, &handle);
+	int err = map_populated(&upager_memory, row, rd, s, &base, &handle);
 
 	if (err)
 		return err;
-	populate(base, rd->len);
 	err = upg_snapshot_take(handle, &snap);
 	if (err) {
 		side_unavailable(s, "upg_snapshot_take: %s", strerror(-err));
@@ -142,13 +146,13 @@ static int cow_kernel(struct row *row, const struct round *rd,
 {
 	char *base;
 	void *handle;
-	int fds[2], err = kernel_map(row, rd->len, s, &base, &handle);
+	int fds[2], err = map_populated(&kernel_memory, row, rd, s, &base,
+					&handle);
 	pid_t pid;
 	char c;
 
 	if (err)
 		return err;
-	populate(base, rd->len);
 	if (pipe(fds)) {
 		err = -errno;
 		goto out;
@@ -185,10 +189,10 @@ static int take_upager(struct row *row, const struct round *rd,
 	int err = sample_room(rd, s);
 
 	if (!err)
-		err = upager_map(row, rd->len, s, &base, &handle);
+		err = map_populated(&upager_memory, row, rd, s, &base,
+				    &handle);
 	if (err)
 		return err;
-	populate(base, rd->len);
 	for (uint64_t i = 0; i < rd->n && !err; i++) {
 		uint64_t t0 = clock_ns();
 
@@ -213,10 +217,10 @@ static int take_kernel(struct row *row, const struct round *rd,
 	int err = sample_room(rd, s);
 
 	if (!err)
-		err = kernel_map(row, rd->len, s, &base, &handle);
+		err = map_populated(&kernel_memory, row, rd, s, &base,
+				    &handle);
 	if (err)
 		return err;
-	populate(base, rd->len);
 	for (uint64_t i = 0; i < rd->n; i++) {
 		uint64_t t0 = clock_ns();
 		pid_t pid = fork();

@@ -71,30 +71,6 @@ static void tfile_page(const struct tfile *t, size_t i, char *page)
 			 (ssize_t)TPAGE);
 }
 
-static struct upg_runtime *file_runtime(uint64_t budget, unsigned handlers)
-{
-	struct upg_options o;
-	struct upg_runtime *rt = NULL;
-	int err;
-
-	upg_options_init(&o);
-	o.mem_limit = budget;
-	o.handlers = handlers;
-	o.swap_dir = "/var/tmp";
-	err = upg_runtime_create(&o, &rt);
-	ck_assert_msg(err == 0, "upg_runtime_create: %s (%s)", strerror(-err),
-		      upg_last_error());
-	return rt;
-}
-
-static struct upg_stats stats_of(struct upg_runtime *rt)
-{
-	struct upg_stats st;
-
-	ck_assert_int_eq(upg_stats_get(rt, &st), 0);
-	return st;
-}
-
 static char *map(struct upg_runtime *rt, const struct tfile *t, off_t off,
 		 size_t size, unsigned flags, struct upg_region **r)
 {
@@ -111,7 +87,7 @@ static char *map(struct upg_runtime *rt, const struct tfile *t, off_t off,
 START_TEST(random_reads_beyond_budget)
 {
 	const uint64_t budget = 4 * MIB;
-	struct upg_runtime *rt = file_runtime(budget, 2);
+	struct upg_runtime *rt = test_runtime(2, budget);
 	struct tfile t;
 	struct upg_region *r;
 	struct upg_stats st;
@@ -125,7 +101,7 @@ START_TEST(random_reads_beyond_budget)
 
 		ck_assert_msg(check_page(p + i * TPAGE, i, 1), "page %zu", i);
 	}
-	st = stats_of(rt);
+	st = test_stats(rt);
 	ck_assert_uint_gt(st.faults[UPG_FAULT_FILE], 1000);
 	ck_assert_uint_gt(st.evictions_clean, 1000);
 	ck_assert_uint_eq(st.evictions_dirty, 0);
@@ -140,7 +116,7 @@ END_TEST
 
 static struct upg_stats scan(unsigned handlers, int advice, size_t npages)
 {
-	struct upg_runtime *rt = file_runtime(0, handlers);
+	struct upg_runtime *rt = test_runtime(handlers, 0);
 	struct tfile t;
 	struct upg_region *r;
 	struct upg_stats st;
@@ -154,7 +130,7 @@ static struct upg_stats scan(unsigned handlers, int advice, size_t npages)
 	/* A handler counts after it wakes the thread: destroying waits
 	 * for it to be done. */
 	ck_assert_int_eq(upg_region_destroy(r), 0);
-	st = stats_of(rt);
+	st = test_stats(rt);
 	ck_assert_uint_eq(st.file_pages_read, npages);
 	upg_runtime_destroy(rt);
 	tfile_remove(&t);
@@ -183,7 +159,7 @@ END_TEST
  * it get SIGBUS; writes past the end never grow the file. */
 START_TEST(end_of_file_zero_padded)
 {
-	struct upg_runtime *rt = file_runtime(0, 1);
+	struct upg_runtime *rt = test_runtime(1, 0);
 	struct tfile t;
 	struct upg_region *r;
 	char page[TPAGE], *p;
@@ -199,7 +175,7 @@ START_TEST(end_of_file_zero_padded)
 	ck_assert(touch_bus(p + 6 * TPAGE));
 	ck_assert(touch_bus(p + 7 * TPAGE + 5));
 	ck_assert(touch_bus(p + 6 * TPAGE)); /* and again */
-	ck_assert_uint_eq(stats_of(rt).file_past_eof, 2);
+	ck_assert_uint_eq(test_stats(rt).file_past_eof, 2);
 	memset(p + 5 * TPAGE, 0x5a, TPAGE);
 	ck_assert_int_eq(upg_region_sync(r), 0);
 	ck_assert_int_eq(fstat(t.fd, &sb), 0);
@@ -216,7 +192,7 @@ END_TEST
  * first read, the new last page is zero-padded, pages in memory stay. */
 START_TEST(truncated_file_sigbus)
 {
-	struct upg_runtime *rt = file_runtime(0, 1);
+	struct upg_runtime *rt = test_runtime(1, 0);
 	struct tfile t;
 	struct upg_region *r;
 	char page[TPAGE], *p;
@@ -235,7 +211,7 @@ START_TEST(truncated_file_sigbus)
 		ck_assert_int_eq(p[8 * TPAGE + i], 0);
 	ck_assert(touch_bus(p + 9 * TPAGE));
 	ck_assert(touch_bus(p + 15 * TPAGE + 4000));
-	ck_assert_uint_eq(stats_of(rt).file_past_eof, 2);
+	ck_assert_uint_eq(test_stats(rt).file_past_eof, 2);
 	upg_runtime_destroy(rt);
 	tfile_remove(&t);
 }
@@ -247,7 +223,7 @@ END_TEST
  * the expected image, read with read(2). */
 START_TEST(shared_sync_writes_file)
 {
-	struct upg_runtime *rt = file_runtime(0, 2);
+	struct upg_runtime *rt = test_runtime(2, 0);
 	const size_t npages = 2048;
 	uint8_t *tags = calloc(npages, 1);
 	struct tfile t;
@@ -277,10 +253,10 @@ START_TEST(shared_sync_writes_file)
 	}
 	/* Nothing dirty: a sync writes nothing. */
 	{
-		uint64_t before = stats_of(rt).file_pages_written;
+		uint64_t before = test_stats(rt).file_pages_written;
 
 		ck_assert_int_eq(upg_region_sync(r), 0);
-		ck_assert_uint_eq(stats_of(rt).file_pages_written, before);
+		ck_assert_uint_eq(test_stats(rt).file_pages_written, before);
 	}
 	upg_runtime_destroy(rt);
 	tfile_remove(&t);
@@ -293,7 +269,7 @@ END_TEST
 START_TEST(shared_eviction_writes_back)
 {
 	const uint64_t budget = 4 * MIB;
-	struct upg_runtime *rt = file_runtime(budget, 1);
+	struct upg_runtime *rt = test_runtime(1, budget);
 	struct tfile t;
 	struct upg_region *r;
 	struct upg_stats st;
@@ -305,7 +281,7 @@ START_TEST(shared_eviction_writes_back)
 		fill_page(p + i * TPAGE, i, 5);
 	for (size_t i = 0; i < t.npages; i++)
 		ck_assert_msg(check_page(p + i * TPAGE, i, 5), "page %zu", i);
-	st = stats_of(rt);
+	st = test_stats(rt);
 	ck_assert_uint_gt(st.evictions_dirty, t.npages / 2);
 	ck_assert_uint_ge(st.file_pages_written, st.evictions_dirty);
 	ck_assert_uint_eq(st.store_bytes_in, 0);
@@ -325,7 +301,7 @@ END_TEST
 START_TEST(private_never_changes_file)
 {
 	const uint64_t budget = 4 * MIB;
-	struct upg_runtime *rt = file_runtime(budget, 1);
+	struct upg_runtime *rt = test_runtime(1, budget);
 	struct tfile t;
 	struct upg_region *r;
 	struct upg_stats st;
@@ -346,7 +322,7 @@ START_TEST(private_never_changes_file)
 				      "page %zu", i);
 	}
 	ck_assert_int_eq(upg_region_sync(r), 0);
-	st = stats_of(rt);
+	st = test_stats(rt);
 	ck_assert_uint_gt(st.evictions_dirty, t.npages / 4);
 	ck_assert_uint_gt(st.store_bytes_in, 0);
 	ck_assert_uint_eq(st.file_pages_written, 0);
@@ -371,7 +347,7 @@ START_TEST(readonly_write_sigsegv)
 	tfile_make(&t, 8, 0, 7);
 	pid = fork();
 	if (pid == 0) {
-		struct upg_runtime *rt = file_runtime(0, 1);
+		struct upg_runtime *rt = test_runtime(1, 0);
 		struct upg_region *r;
 		char *p = map(rt, &t, 0, 8 * TPAGE, UPG_FILE_READONLY, &r);
 
@@ -392,7 +368,7 @@ END_TEST
  * a change synced through one is read by the other's first touch. */
 START_TEST(two_regions_one_file)
 {
-	struct upg_runtime *rt = file_runtime(0, 2);
+	struct upg_runtime *rt = test_runtime(2, 0);
 	struct tfile t;
 	struct upg_region *a, *b;
 	char *pa, *pb;
@@ -442,7 +418,7 @@ static void *write_loop(void *arg)
 
 START_TEST(sync_racing_writers_loses_nothing)
 {
-	struct upg_runtime *rt = file_runtime(2 * MIB, 2);
+	struct upg_runtime *rt = test_runtime(2, 2 * MIB);
 	struct writer w = { .npages = 1024 };
 	struct tfile t;
 	struct upg_region *r;
@@ -474,7 +450,7 @@ END_TEST
 
 START_TEST(bad_arguments)
 {
-	struct upg_runtime *rt = file_runtime(0, 1);
+	struct upg_runtime *rt = test_runtime(1, 0);
 	struct upg_region *r = NULL, *anon;
 	struct tfile t;
 	int ro, wo, app, dir;

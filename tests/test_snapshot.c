@@ -32,31 +32,6 @@ static unsigned scale(void)
 	return v > 0 ? (unsigned)v : 1;
 }
 
-static struct upg_runtime *budget_runtime(uint64_t limit, unsigned handlers)
-{
-	struct upg_options o;
-	struct upg_runtime *rt = NULL;
-	int err;
-
-	upg_options_init(&o);
-	o.mem_limit = limit;
-	o.handlers = handlers;
-	o.swap_dir = getenv("UPAGER_TEST_SWAP_DIR") ? getenv("UPAGER_TEST_SWAP_DIR")
-						    : "/var/tmp";
-	err = upg_runtime_create(&o, &rt);
-	ck_assert_msg(err == 0, "upg_runtime_create: %s (%s)", strerror(-err),
-		      upg_last_error());
-	return rt;
-}
-
-static struct upg_stats stats_of(struct upg_runtime *rt)
-{
-	struct upg_stats st;
-
-	ck_assert_int_eq(upg_stats_get(rt, &st), 0);
-	return st;
-}
-
 /* Compressible, page- and tag-specific contents; tag 0 means zeros. */
 static void fill_tag(void *page, uint64_t pageno, uint64_t tag)
 {
@@ -106,7 +81,7 @@ static void destroy_leaves_nothing(struct upg_runtime *rt, struct upg_region *r)
 {
 	ck_assert_int_eq(upg_region_destroy(r), 0);
 	ck_assert_uint_eq(store_objects(rt), 0);
-	ck_assert_uint_eq(stats_of(rt).snapshot_pages, 0);
+	ck_assert_uint_eq(test_stats(rt).snapshot_pages, 0);
 }
 
 /* ---- a snapshot taken while 4 threads write is one instant ---- */
@@ -233,7 +208,7 @@ static void check_instant(const struct writer *w, const char *snap,
 START_TEST(take_while_writing_is_one_instant)
 {
 	const uint64_t budget = 4 * MIB * scale();
-	struct upg_runtime *rt = budget_runtime(budget, 2);
+	struct upg_runtime *rt = test_runtime(2, budget);
 	size_t size = 4 * budget, npages = size / TPAGE;
 	struct writer w[WRITERS];
 	pthread_t th[WRITERS];
@@ -273,7 +248,7 @@ START_TEST(take_while_writing_is_one_instant)
 			      "writer %u did not write around the take", t);
 		check_instant(&w[t], d, before[t], after[t]);
 	}
-	st = stats_of(rt);
+	st = test_stats(rt);
 	fprintf(stderr, "instant: %u..%u writes at take; wp faults %llu, "
 		"preserved %llu, shared %llu\n", before[0], after[0],
 		(unsigned long long)st.faults[UPG_FAULT_WP],
@@ -325,7 +300,7 @@ static char *filled_region(struct upg_runtime *rt, size_t npages,
 START_TEST(restore_equals_snapshot)
 {
 	const uint64_t budget = 2 * MIB * scale();
-	struct upg_runtime *rt = budget_runtime(budget, 1);
+	struct upg_runtime *rt = test_runtime(1, budget);
 	size_t npages = 4 * budget / TPAGE;
 	struct upg_region *r;
 	struct upg_snapshot *s;
@@ -348,7 +323,7 @@ START_TEST(restore_equals_snapshot)
 			ck_assert(snap_is_tag(s, i, tag1(i)));
 		}
 	}
-	ck_assert_uint_eq(stats_of(rt).poisoned, 0);
+	ck_assert_uint_eq(test_stats(rt).poisoned, 0);
 	ck_assert_int_eq(upg_snapshot_drop(s), 0);
 	destroy_leaves_nothing(rt, r);
 	upg_runtime_destroy(rt);
@@ -365,7 +340,7 @@ static uint64_t clone_tag(size_t i)
 START_TEST(clone_is_copy_on_write)
 {
 	const uint64_t budget = 2 * MIB * scale();
-	struct upg_runtime *rt = budget_runtime(budget, 2);
+	struct upg_runtime *rt = test_runtime(2, budget);
 	size_t npages = 4 * budget / TPAGE;
 	struct upg_region *r, *c;
 	struct upg_snapshot *s;
@@ -400,11 +375,11 @@ START_TEST(clone_is_copy_on_write)
 	for (size_t i = 1; i < npages; i += 2)
 		ck_assert_msg(is_tag(q + i * TPAGE, i, clone_tag(i)),
 			      "clone %zu after drop", i);
-	ck_assert_uint_gt(stats_of(rt).snapshot_shared, 0);
+	ck_assert_uint_gt(test_stats(rt).snapshot_shared, 0);
 	ck_assert_int_eq(upg_region_destroy(c), 0);
 	/* Every reference given back. */
 	ck_assert_uint_eq(store_objects(rt), 0);
-	ck_assert_uint_eq(stats_of(rt).snapshot_pages, 0);
+	ck_assert_uint_eq(test_stats(rt).snapshot_pages, 0);
 	upg_runtime_destroy(rt);
 }
 END_TEST
@@ -423,7 +398,7 @@ static uint64_t tag_at(size_t i, unsigned n)
 START_TEST(three_snapshots_each_their_own)
 {
 	const uint64_t budget = 2 * MIB * scale();
-	struct upg_runtime *rt = budget_runtime(budget, 1);
+	struct upg_runtime *rt = test_runtime(1, budget);
 	size_t npages = 4 * budget / TPAGE;
 	struct upg_snapshot *s[3];
 	struct upg_region *r;
@@ -436,7 +411,7 @@ START_TEST(three_snapshots_each_their_own)
 		if (n <= 3)
 			ck_assert_int_eq(upg_snapshot_take(r, &s[n - 1]), 0);
 	}
-	ck_assert_uint_eq(stats_of(rt).snapshots, 3);
+	ck_assert_uint_eq(test_stats(rt).snapshots, 3);
 	for (unsigned n = 1; n <= 3; n++)
 		for (size_t i = 0; i < npages; i++)
 			ck_assert_msg(snap_is_tag(s[n - 1], i, tag_at(i, n)),
@@ -461,7 +436,7 @@ END_TEST
 START_TEST(drop_frees_stored_pages)
 {
 	const uint64_t budget = 2 * MIB * scale();
-	struct upg_runtime *rt = budget_runtime(budget, 1);
+	struct upg_runtime *rt = test_runtime(1, budget);
 	size_t npages = 4 * budget / TPAGE;
 	struct store_stats held, after;
 	struct upg_region *r;
@@ -473,7 +448,7 @@ START_TEST(drop_frees_stored_pages)
 	for (size_t i = 0; i < npages; i++)
 		fill_tag(p + i * TPAGE, i, 9);
 	store_get_stats(rt->store, &held);
-	st = stats_of(rt);
+	st = test_stats(rt);
 	/* Every page diverged: the snapshot holds all of them. */
 	ck_assert_uint_eq(st.snapshot_pages, npages);
 	ck_assert_uint_gt(held.objects, npages);
@@ -483,7 +458,7 @@ START_TEST(drop_frees_stored_pages)
 	ck_assert_uint_lt(after.objects, held.objects - npages / 2);
 	ck_assert_uint_lt(after.ram_bytes + after.disk_bytes,
 			  held.ram_bytes + held.disk_bytes);
-	st = stats_of(rt);
+	st = test_stats(rt);
 	ck_assert_uint_eq(st.snapshots, 0);
 	ck_assert_uint_eq(st.snapshot_pages, 0);
 	destroy_leaves_nothing(rt, r);

@@ -27,6 +27,9 @@ struct upg_runtime *test_runtime(unsigned handlers, uint64_t mem_limit)
 	upg_options_init(&o);
 	o.handlers = handlers;
 	o.mem_limit = mem_limit;
+	/* Where the swap file goes: a tmpfs makes the slow suites faster. */
+	if (getenv("UPAGER_TEST_SWAP_DIR"))
+		o.swap_dir = getenv("UPAGER_TEST_SWAP_DIR");
 	return test_runtime_opts(&o);
 }
 

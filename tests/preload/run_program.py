@@ -151,28 +151,38 @@ def repeated_file(path, size, seed):
             f.write(block)
 
 
+def program(name, package, path=None):
+    """The program's path, or skip the test naming its Debian package."""
+    prog = shutil.which(name, path=path)
+    if not prog:
+        skip(f"no {path + ':' if path else ''}{name} (Debian package "
+             f"{package})")
+    return prog
+
+
+def python_script(tmp, name, text):
+    """The command line that runs `text` saved as tmp/name by Debian's
+    python3 (the one the preload library was tested with)."""
+    py = program("python3", "python3", "/usr/bin:/bin")
+    script = os.path.join(tmp, name)
+    open(script, "w").write(text)
+    return [py, script]
+
+
 def python3(tmp, scale):
-    py = shutil.which("python3", path="/usr/bin:/bin")
-    if not py:
-        skip("no /usr/bin/python3 (Debian package python3)")
-    script = os.path.join(tmp, "objects.py")
-    open(script, "w").write(PY_OBJECTS)
-    return [([py, script, str(300000 * scale)], None, None)], 64 * MIB * scale
+    cmd = python_script(tmp, "objects.py", PY_OBJECTS)
+    return [(cmd + [str(300000 * scale)], None, None)], 64 * MIB * scale
 
 
 def sort(tmp, scale):
-    prog = shutil.which("sort")
-    if not prog:
-        skip("no sort (Debian package coreutils)")
+    prog = program("sort", "coreutils")
     path = os.path.join(tmp, "lines.txt")
     in_child(text_file, path, 32 * MIB * scale, 1)
     return [([prog, "--parallel=2", path], None, None)], 40 * MIB * scale
 
 
 def xz(tmp, scale):
-    prog = shutil.which("xz")
-    if not prog:
-        skip("no xz (Debian package xz-utils)")
+    prog = program("xz", "xz-utils")
     # Text that repeats a 4000-byte block: -9's match finder then walks
     # its tables near the current position (a few hundred MiB of them for
     # 16 MiB of input), instead of at random, which any pager below the
@@ -185,9 +195,7 @@ def xz(tmp, scale):
 
 
 def sqlite3(tmp, scale):
-    prog = shutil.which("sqlite3")
-    if not prog:
-        skip("no sqlite3 (Debian package sqlite3)")
+    prog = program("sqlite3", "sqlite3")
     n = 250000 * scale
     sql = os.path.join(tmp, "work.sql")
     open(sql, "w").write(f"""
@@ -206,12 +214,8 @@ SELECT name FROM t ORDER BY name LIMIT 3 OFFSET {n // 2};
 
 
 def fork(tmp, scale):
-    py = shutil.which("python3", path="/usr/bin:/bin")
-    if not py:
-        skip("no /usr/bin/python3 (Debian package python3)")
-    script = os.path.join(tmp, "fork.py")
-    open(script, "w").write(PY_FORK)
-    return [([py, script, str(96 * scale)], None, None)], 32 * MIB * scale
+    cmd = python_script(tmp, "fork.py", PY_FORK)
+    return [(cmd + [str(96 * scale)], None, None)], 32 * MIB * scale
 
 
 WORKLOADS = {"python3": python3, "sort": sort, "xz": xz, "sqlite3": sqlite3,
