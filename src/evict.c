@@ -18,6 +18,7 @@
 #include "file.h"
 #include "log.h"
 #include "mem.h"
+#include "pagemap.h"
 #include "runtime.h"
 #include "store.h"
 #include "uffd.h"
@@ -52,6 +53,7 @@ struct zap_batch {
 		struct upg_region *r;
 		_Atomic pte_t *e;
 		pte_t val;
+		bool dirty;	/* its contents were stored for the zap */
 	} page[BATCH];
 	unsigned n;
 };
@@ -329,12 +331,79 @@ static void zap_flush(struct upg_runtime *rt, struct evictor *ev,
 		for (unsigned i = 0; i < zb->n; i++)
 			madvise(zb->iov[i].iov_base, PAGE_SIZE, MADV_DONTNEED);
 	for (unsigned i = 0; i < zb->n; i++) {
-		retire(rt, zb->page[i].r, zb->page[i].e, zb->iov[i].iov_base,
+		struct upg_region *r = zb->page[i].r;
+		bool dirty = zb->page[i].dirty;
+
+		retire(rt, r, zb->page[i].e, zb->iov[i].iov_base,
 		       zb->page[i].val);
-		counter_add(&zb->page[i].r->ctr.evictions_clean, 1);
+		counter_add(dirty ? &r->ctr.evictions_dirty
+				  : &r->ctr.evictions_clean, 1);
+		counter_add(dirty ? &rt->ctr.evictions_dirty
+				  : &rt->ctr.evictions_clean, 1);
 	}
-	counter_add(&rt->ctr.evictions_clean, zb->n);
 	zb->n = 0;
+}
+
+static void zap_add(struct zap_batch *zb, struct upg_region *r,
+		    _Atomic pte_t *e, void *addr, pte_t val, bool dirty)
+{
+	zb->iov[zb->n] = (struct iovec){ addr, PAGE_SIZE };
+	zb->page[zb->n].r = r;
+	zb->page[zb->n].e = e;
+	zb->page[zb->n].val = val;
+	zb->page[zb->n++].dirty = dirty;
+}
+
+/* The entry of a page whose contents are in `slot`: zeros store nothing,
+ * anything else goes to the store.  -ENOSPC if the store is full. */
+static int stored_entry(struct upg_runtime *rt, struct upg_region *r,
+			const void *slot, pte_t *val)
+{
+	uint64_t handle = 0;
+	int rc;
+
+	if (store_page_is_zero(slot)) {
+		/* EMPTY would read a file region's page from its file. */
+		*val = r->file ? pte_make(PTE_ZERO, 0, 0)
+			       : snap_zero_pte(&r->snap);
+		return 0;
+	}
+	rc = store_put(rt->store, slot, &handle);
+	atomic_store(&rt->evictor->store_full, rc < 0);
+	if (rc < 0)
+		return -ENOSPC;
+	*val = pte_make(PTE_STORED, 0, handle);
+	return 0;
+}
+
+/*
+ * A page shared copy-on-write with a forked child cannot be moved out (MOVE
+ * wants it exclusive; a DMA-pinned page is never shared, fork copies those).
+ * Copy it instead: write-protect it, so that a write now faults and waits
+ * on our BUSY bit, copy it to the staging slot and store it, and zap our mapping with the batch;
+ * the child keeps its own.  Entry locked by the caller.
+ */
+static int evict_shared(struct upg_runtime *rt, struct upg_region *r,
+			_Atomic pte_t *e, pte_t old, void *addr, void *slot,
+			struct zap_batch *zb)
+{
+	pte_t val;
+	int rc = uffd_writeprotect(rt->uffd, addr, PAGE_SIZE, true, false);
+
+	/* The staging area is registered (MOVE's destination must be):
+	 * the kernel fills the slot, a store into it would fault. */
+	if (rc == 0)
+		rc = uffd_copy(rt->uffd, slot, addr, PAGE_SIZE, false);
+	if (rc == 0)
+		rc = stored_entry(rt, r, slot, &val);
+	if (rc < 0) {
+		/* Protected or not, the page is intact: a write-protect
+		 * fault on it is served as any other. */
+		pte_unlock(e, old);
+		return rc == -ENOSPC ? rc : 0;
+	}
+	zap_add(zb, r, e, addr, val, true);
+	return 1;
 }
 
 /*
@@ -349,7 +418,6 @@ static int evict_one(struct upg_runtime *rt, struct upg_region *r,
 {
 	_Atomic pte_t *e = pt_entry(&r->pt, idx, false);
 	void *addr = page_of(r, idx);
-	uint64_t handle = 0;
 	pte_t old, val;
 	int rc;
 
@@ -374,11 +442,8 @@ static int evict_one(struct upg_runtime *rt, struct upg_region *r,
 		/* Clean: installed write-protected with its stored copy and
 		 * not written since (a write would have cleared CACHED under
 		 * BUSY first), so no write can land before the batch's zap. */
-		zb->iov[zb->n] = (struct iovec){ addr, PAGE_SIZE };
-		zb->page[zb->n].r = r;
-		zb->page[zb->n].e = e;
-		zb->page[zb->n++].val = pte_make(PTE_STORED, 0,
-						 pte_payload(old));
+		zap_add(zb, r, e, addr,
+			pte_make(PTE_STORED, 0, pte_payload(old)), false);
 		return 1;
 	}
 	/* From here on any access to the page faults and waits on BUSY. */
@@ -389,28 +454,22 @@ static int evict_one(struct upg_runtime *rt, struct upg_region *r,
 		val = snap_zero_pte(&r->snap);
 		goto gone;
 	}
+	if (rc == -EBUSY && r->wp &&
+	    pagemap_shared(rt->pagemap_fd, (uintptr_t)addr) == 1)
+		return evict_shared(rt, r, e, old, addr, slot, zb);
 	if (rc < 0) {
 		/* EBUSY: pinned (O_DIRECT, io_uring buffer): never evict. */
 		pte_unlock(e, rc == -EBUSY ? old | PTE_PINNED : old);
 		return 0;
 	}
-	if (store_page_is_zero(slot)) {
-		/* EMPTY would read a file region's page from its file. */
-		val = r->file ? pte_make(PTE_ZERO, 0, 0)
-			      : snap_zero_pte(&r->snap);
-	} else {
-		rc = store_put(rt->store, slot, &handle);
-		if (rc < 0) {
-			/* Nothing is lost: the page goes back where it was,
-			 * write-protected in one step, as a snapshot may
-			 * still need it (a MOVE back would come writable). */
-			uffd_copy(rt->uffd, addr, slot, PAGE_SIZE, r->wp);
-			pte_unlock(e, old);
-			atomic_store(&rt->evictor->store_full, true);
-			return -ENOSPC;
-		}
-		atomic_store(&rt->evictor->store_full, false);
-		val = pte_make(PTE_STORED, 0, handle);
+	rc = stored_entry(rt, r, slot, &val);
+	if (rc < 0) {
+		/* Nothing is lost: the page goes back where it was,
+		 * write-protected in one step, as a snapshot may still need
+		 * it (a MOVE back would come writable). */
+		uffd_copy(rt->uffd, addr, slot, PAGE_SIZE, r->wp);
+		pte_unlock(e, old);
+		return rc;
 	}
 	counter_add(&rt->ctr.evictions_dirty, 1);
 	counter_add(&r->ctr.evictions_dirty, 1);

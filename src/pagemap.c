@@ -38,6 +38,24 @@ int pagemap_open(void)
 	return fd;
 }
 
+/* /proc/pid/pagemap: one 64-bit word per page. */
+#define PM_PRESENT (UINT64_C(1) << 63)
+#define PM_EXCLUSIVE (UINT64_C(1) << 56)
+
+int pagemap_shared(int fd, uintptr_t addr)
+{
+	uint64_t word;
+	off_t at = (off_t)(addr >> PAGE_SHIFT) * (off_t)sizeof(word);
+	ssize_t n;
+
+	if (fd < 0)
+		return -EBADF;
+	n = pread(fd, &word, sizeof(word), at);
+	if (n != (ssize_t)sizeof(word))
+		return n < 0 ? -errno : -EIO;
+	return (word & PM_PRESENT) && !(word & PM_EXCLUSIVE);
+}
+
 int pagemap_written(int fd, uintptr_t start, uintptr_t end, pagemap_run_fn fn,
 		    void *arg)
 {

@@ -23,4 +23,11 @@ typedef void (*pagemap_run_fn)(uintptr_t addr, uint64_t npages, void *arg);
 int pagemap_written(int fd, uintptr_t start, uintptr_t end, pagemap_run_fn fn,
 		    void *arg);
 
+/*
+ * 1 if the page at addr is mapped by another process too (shared
+ * copy-on-write with a forked child), 0 if by this one alone or not at all,
+ * -errno if pagemap cannot tell.
+ */
+int pagemap_shared(int fd, uintptr_t addr);
+
 #endif

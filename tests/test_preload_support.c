@@ -117,6 +117,67 @@ START_TEST(fork_child_sees_evicted_pages)
 }
 END_TEST
 
+static size_t resident_pages(void *p, size_t npages)
+{
+	unsigned char *vec = calloc(npages, 1);
+	size_t n = 0;
+
+	ck_assert_ptr_nonnull(vec);
+	ck_assert_int_eq(mincore(p, npages * TPAGE, vec), 0);
+	for (size_t i = 0; i < npages; i++)
+		n += vec[i] & 1;
+	free(vec);
+	return n;
+}
+
+/*
+ * Pages shared copy-on-write with a forked child still leave memory (MOVE
+ * refuses a page that is not exclusive; the evictor copies it out instead).
+ * The child keeps its own copies; the parent reads its pages back exactly.
+ */
+START_TEST(pages_shared_with_a_child_are_evicted)
+{
+	const size_t budget = 8 * MIB, npages = 4 * MIB / TPAGE;
+	struct upg_runtime *rt = test_runtime(1, budget);
+	struct upg_region *ra, *rb;
+	char *a = test_region(rt, npages * TPAGE, &ra), *b, c = 0;
+	int go[2], status;
+	pid_t pid;
+
+	for (size_t i = 0; i < npages; i++)
+		fill_page(a + i * TPAGE, i, 7);
+	ck_assert_int_eq(pipe(go), 0);
+	ck_assert_int_eq(upg_region_inherit(ra), 0);
+	ck_assert_int_eq(upg_fork_prepare(rt), 0);
+	pid = fork();
+	if (pid == 0) {
+		if (upg_fork_child(rt) || read(go[0], &c, 1) != 1)
+			_exit(2);
+		for (size_t i = 0; i < npages; i++)
+			if (!check_page(a + i * TPAGE, i, 7))
+				_exit(1);
+		_exit(0);
+	}
+	upg_fork_parent(rt);
+	ck_assert_int_gt(pid, 0);
+	/* Four budgets written elsewhere push every page of a out. */
+	b = test_region(rt, 4 * budget, &rb);
+	for (size_t i = 0; i < 4 * budget / TPAGE; i++)
+		fill_page(b + i * TPAGE, i, 8);
+	ck_assert_uint_lt(resident_pages(a, npages), npages / 4);
+	ck_assert_uint_le(test_stats(rt).pages_resident * TPAGE, budget);
+	ck_assert_int_eq(write(go[1], &c, 1), 1);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		      "child status %#x", status);
+	for (size_t i = 0; i < npages; i++)
+		ck_assert_msg(check_page(a + i * TPAGE, i, 7), "page %zu", i);
+	close(go[0]);
+	close(go[1]);
+	upg_runtime_destroy(rt);
+}
+END_TEST
+
 Suite *make_suite(void)
 {
 	Suite *s = suite_create("preload_support");
@@ -124,5 +185,6 @@ Suite *make_suite(void)
 	ADD_TEST(s, drop_discards_stored_copies, 120);
 	ADD_TEST(s, forget_keeps_a_foreign_mapping, 120);
 	ADD_TEST(s, fork_child_sees_evicted_pages, 120);
+	ADD_TEST(s, pages_shared_with_a_child_are_evicted, 120);
 	return s;
 }
