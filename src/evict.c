@@ -493,8 +493,6 @@ static void evict_round(struct upg_runtime *rt, struct evictor *ev)
 	struct victim v[BATCH];
 	unsigned idle_laps = 0;
 
-	for (size_t i = 0; i < rt->nregions; i++)
-		region_sync_written(rt->regions[i]);
 	while (budget_usage(rt) > ev->low && !atomic_load(&ev->stop)) {
 		unsigned n = select_victims(rt, ev, v, BATCH), gone = 0;
 		int rc = 0;
@@ -520,6 +518,23 @@ static void evict_round(struct upg_runtime *rt, struct evictor *ev)
 	}
 }
 
+/*
+ * Pages first read (the zero page mapped) and later written are copied by
+ * the kernel without a fault: count them from the hardware page table, at
+ * every wake-up (each 20 ms at least), so that they weigh on the budget
+ * before the next decision.  Only once some zero page was mapped: a
+ * runtime whose programs write first pays nothing.  Caller holds
+ * regions_lock for reading.
+ */
+static void sync_written(struct upg_runtime *rt)
+{
+	if (!atomic_load_explicit(&rt->ctr.pages_zero_mapped,
+				  memory_order_relaxed))
+		return;
+	for (size_t i = 0; i < rt->nregions; i++)
+		region_sync_written(rt->regions[i]);
+}
+
 static void *evictor_main(void *arg)
 {
 	struct upg_runtime *rt = arg;
@@ -533,10 +548,10 @@ static void *evictor_main(void *arg)
 			pthread_cond_timedwait(&ev->wake, &ev->lock, &until);
 		atomic_store(&ev->kicked, false);
 		pthread_mutex_unlock(&ev->lock);
-		if (budget_usage(rt) <= ev->high && !atomic_load(&ev->kicked))
-			continue;
 		pthread_rwlock_rdlock(&rt->regions_lock);
-		evict_round(rt, ev);
+		sync_written(rt);
+		if (budget_usage(rt) > ev->high || atomic_load(&ev->kicked))
+			evict_round(rt, ev);
 		pthread_rwlock_unlock(&rt->regions_lock);
 	}
 	return NULL;

@@ -223,6 +223,40 @@ START_TEST(budget_holds)
 }
 END_TEST
 
+/*
+ * Pages read first (the zero page mapped) and written later are copied by
+ * the kernel without a fault.  The evictor finds them in the hardware page
+ * table on its own (nobody asks for statistics here), so the budget holds
+ * and every byte reads back.
+ */
+START_TEST(written_after_read_counts_against_budget)
+{
+	const uint64_t budget = 8 * MIB;
+	struct upg_runtime *rt = swap_runtime(budget, UPG_CODEC_LZ4, 0,
+					      UPG_FULL_OVERCOMMIT, 1);
+	size_t npages = 4 * budget / TPAGE;
+	struct upg_region *r;
+	char *p = test_region(rt, npages * TPAGE, &r);
+	long base = rss_kib(), slack = 4 * 1024;
+
+	for (size_t i = 0; i < npages; i++)
+		(void)*(volatile char *)(p + i * TPAGE);
+	for (size_t i = 0; i < npages; i++)
+		fill_page(p + i * TPAGE, i, 9);
+	/* The evictor looks at least every 20 ms. */
+	for (int t = 0; t < 300 && rss_kib() - base >
+					     (long)(budget / 1024) + slack; t++)
+		usleep(10000);
+	ck_assert_msg(rss_kib() - base <= (long)(budget / 1024) + slack,
+		      "RSS grew by %ld KiB with a budget of %llu KiB",
+		      rss_kib() - base, (unsigned long long)(budget / 1024));
+	for (size_t i = 0; i < npages; i++)
+		ck_assert_msg(check_page(p + i * TPAGE, i, 9), "page %zu", i);
+	ck_assert_uint_gt(test_stats(rt).evictions_dirty, npages / 2);
+	upg_runtime_destroy(rt);
+}
+END_TEST
+
 /* ---- zero and incompressible pages ---- */
 
 /* Write pages of one kind through a region 4x an 8 MiB budget, check
@@ -444,6 +478,7 @@ Suite *make_suite(void)
 	ADD_TEST(s, integrity_under_pressure_zstd_two_handlers, 600);
 	ADD_TEST(s, integrity_under_pressure_no_codec, 600);
 	ADD_TEST(s, budget_holds, 600);
+	ADD_TEST(s, written_after_read_counts_against_budget, 600);
 	ADD_TEST(s, zero_pages_store_nothing, 600);
 	ADD_TEST(s, incompressible_pages_stored_raw, 600);
 	ADD_TEST(s, full_store_overcommits_and_loses_nothing, 600);

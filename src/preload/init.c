@@ -121,40 +121,6 @@ static int find_text(struct dl_phdr_info *info, size_t size, void *arg)
 	return 0;
 }
 
-/*
- * Pages first read (the zero page mapped) and then written are copied by
- * the kernel without a fault, so upager counts them only when it
- * reconciles with the hardware page table; the evictor does that only in
- * a round it starts on the counts it has.  This thread reconciles every
- * WATCH_MS, so such pages (calloc'd buffers: jemalloc knows they are zero
- * and does not write them) count against the budget within that time.
- * It touches no managed memory; its stack is glibc's.
- */
-#define WATCH_MS 20
-
-static void *watch_main(void *arg)
-{
-	struct timespec ts = { 0, WATCH_MS * 1000000L };
-	struct upg_stats st;
-	sigset_t all;
-
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
-	for (;;) {
-		nanosleep(&ts, NULL);
-		upg_stats_get(pl.rt, &st);
-	}
-	return NULL;
-}
-
-static void watch_start(void)
-{
-	pthread_t t;
-
-	if (pl.mem_limit && pthread_create(&t, NULL, watch_main, NULL) == 0)
-		pthread_detach(t);
-}
-
 static void fork_prepare(void)
 {
 	if (!pl_ready())
@@ -185,7 +151,6 @@ static void fork_child(void)
 		pl_say("upager: the child process has no pager; it exits");
 		_exit(127);
 	}
-	watch_start();
 	pl_leave_internal(fork_saved);
 }
 
@@ -248,7 +213,6 @@ static int start(void)
 	pl.min_mmap = o.preload_min_mmap;
 	pl.mem_limit = o.mem_limit;
 	pthread_atfork(fork_prepare, fork_parent, fork_child);
-	watch_start();
 	return 0;
 }
 
