@@ -193,7 +193,7 @@ static int take_upager(struct row *row, const struct round *rd,
 				    &handle);
 	if (err)
 		return err;
-	for (uint64_t i = 0; i < rd->n && !err; i++) {
+	for (uint64_t i = 0; i < rd->n; i++) {
 		uint64_t t0 = clock_ns();
 
 		err = upg_snapshot_take(handle, &snap);

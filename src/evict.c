@@ -380,8 +380,9 @@ static int stored_entry(struct upg_runtime *rt, struct upg_region *r,
  * A page shared copy-on-write with a forked child cannot be moved out (MOVE
  * wants it exclusive; a DMA-pinned page is never shared, fork copies those).
  * Copy it instead: write-protect it, so that a write now faults and waits
- * on our BUSY bit, copy it to the staging slot and store it, and zap our mapping with the batch;
- * the child keeps its own.  Entry locked by the caller.
+ * on our BUSY bit, copy it to the staging slot, store it and zap our
+ * mapping with the batch; the child keeps its own.  Entry locked by the
+ * caller.
  */
 static int evict_shared(struct upg_runtime *rt, struct upg_region *r,
 			_Atomic pte_t *e, pte_t old, void *addr, void *slot,
@@ -522,17 +523,19 @@ static void evict_round(struct upg_runtime *rt, struct evictor *ev)
  * Pages first read (the zero page mapped) and later written are copied by
  * the kernel without a fault: count them from the hardware page table, at
  * every wake-up (each 20 ms at least), so that they weigh on the budget
- * before the next decision.  Only once some zero page was mapped: a
- * runtime whose programs write first pays nothing.  Caller holds
- * regions_lock for reading.
+ * before the next decision.  Only regions where some zero page was mapped
+ * pay the scan: one written before it is read never needs it.  Caller
+ * holds regions_lock for reading.
  */
 static void sync_written(struct upg_runtime *rt)
 {
-	if (!atomic_load_explicit(&rt->ctr.pages_zero_mapped,
-				  memory_order_relaxed))
-		return;
-	for (size_t i = 0; i < rt->nregions; i++)
-		region_sync_written(rt->regions[i]);
+	for (size_t i = 0; i < rt->nregions; i++) {
+		struct upg_region *r = rt->regions[i];
+
+		if (atomic_load_explicit(&r->ctr.pages_zero_mapped,
+					 memory_order_relaxed))
+			region_sync_written(r);
+	}
 }
 
 static void *evictor_main(void *arg)
