@@ -32,7 +32,7 @@ static const char usage[] =
 "  --quick             a run of under 30 seconds: fewer faults, smaller\n"
 "                      passes (explicit options still win)\n"
 "  --faults N          touches per random and thread-scaling scenario and\n"
-"                      side (default 200000; quick 20000)\n"
+"                      side (default 200000; quick 10000)\n"
 "  --size SIZE         memory of each sequential pass, e.g. 256M (default\n"
 "                      256M; quick 32M); K, M, G suffixes are powers of 2\n"
 "  --snapshot-size SIZE\n"
@@ -43,9 +43,10 @@ static const char usage[] =
 "  --threads N         most faulting threads of the scaling scenario: it runs\n"
 "                      1, 2, 4, ... up to N, with as many upager handlers\n"
 "                      (default twice the CPUs, at most 64)\n"
-"  --budget SIZE       memory limit of the swap scenarios, upager's and the\n"
-"                      kernel's (a memory cgroup); their working sets are\n"
-"                      1.25 to 3 times it (default 64M; quick 32M)\n"
+"  --budget SIZE       memory limit of the swap and file-* scenarios,\n"
+"                      upager's and the kernel's (a memory cgroup); their\n"
+"                      working sets are 1.25 to 3 times it (default 64M;\n"
+"                      quick 16M)\n"
 "  --swap-dir DIR      where upager's swap file goes (default /var/tmp; a\n"
 "                      tmpfs such as /dev/shm keeps it in RAM, like zram)\n"
 "  --codec NAME        swap-store codec: lz4, zstd or none (default: lz4, or\n"
@@ -224,7 +225,7 @@ static void apply_defaults(struct config *cfg, const struct given *given)
 	uint64_t threads = cpus > 0 ? 2 * (uint64_t)cpus : 4;
 
 	if (!given->faults)
-		cfg->faults = cfg->quick ? 20000 : 200000;
+		cfg->faults = cfg->quick ? 10000 : 200000;
 	if (!given->size)
 		cfg->size = (cfg->quick ? 32 : 256) << 20;
 	if (!given->snap_size)
@@ -237,7 +238,7 @@ static void apply_defaults(struct config *cfg, const struct given *given)
 	if (!given->seed)
 		cfg->seed = 1;
 	if (!given->budget)
-		cfg->budget = (uint64_t)(cfg->quick ? 32 : 64) << 20;
+		cfg->budget = (uint64_t)(cfg->quick ? 16 : 64) << 20;
 	if (!cfg->swap_dir)
 		cfg->swap_dir = "/var/tmp";
 }

@@ -240,12 +240,14 @@ static int take_kernel(struct row *row, const struct round *rd,
 }
 
 /*
- * File faults: the round's bytes in a file of their own under the swap
- * directory (a real disk by default), its page cache dropped before each
- * side reads it, random advice on both sides so that one touch is one
- * read of one page.
+ * File faults: the round's bytes in a file of their own under /var/tmp (a
+ * real disk here), its page cache dropped before each side reads it.  The
+ * "file" row: random advice on both sides, so that one touch is one read of
+ * one page.  The file-* rows: a file twice the budget, upager's budget and
+ * the kernel's memory cgroup limit alike, random advice for random reads
+ * and default advice (each side's read-ahead) for scans.
  */
-static int file_prepare(struct row *row, size_t len, struct side *s)
+static int file_prepare(size_t len, struct side *s)
 {
 	char path[] = "/var/tmp/upager-bench-XXXXXX";
 	char *buf = NULL;
@@ -269,11 +271,16 @@ static int file_prepare(struct row *row, size_t len, struct side *s)
 	return fd;
 }
 
+static bool random_reads(const struct round *rd)
+{
+	return rd->row->sc->pattern == TOUCH_UNIFORM;
+}
+
 static int file_upager(struct row *row, const struct round *rd,
 		       struct side *s)
 {
 	struct upg_region *r;
-	int fd = file_prepare(row, rd->len, s), err;
+	int fd = file_prepare(rd->len, s), err;
 
 	if (fd < 0)
 		return fd;
@@ -281,7 +288,8 @@ static int file_upager(struct row *row, const struct round *rd,
 	if (err) {
 		side_unavailable(s, "upg_file_create: %s", strerror(-err));
 	} else {
-		upg_region_advise(r, UPG_ADVICE_RANDOM);
+		upg_region_advise(r, random_reads(rd) ? UPG_ADVICE_RANDOM
+						      : UPG_ADVICE_NORMAL);
 		err = touch_round(rd, upg_region_addr(r), s);
 		upg_region_destroy(r);
 	}
@@ -289,27 +297,36 @@ static int file_upager(struct row *row, const struct round *rd,
 	return err;
 }
 
+/* The kernel's side of the file rows: a read-only mmap of the file. */
+static int file_map(const struct round *rd, void *arg, char **base)
+{
+	*base = mmap(NULL, rd->len, PROT_READ, MAP_PRIVATE, *(int *)arg, 0);
+	if (*base == MAP_FAILED)
+		return -errno;
+	if (random_reads(rd))
+		madvise(*base, rd->len, MADV_RANDOM);
+	return 0;
+}
+
 static int file_kernel(struct row *row, const struct round *rd,
 		       struct side *s)
 {
-	int fd = file_prepare(row, rd->len, s), err;
+	int fd = file_prepare(rd->len, s), err;
 	char *p;
 
 	if (fd < 0)
 		return fd;
-	p = mmap(NULL, rd->len, PROT_READ, MAP_PRIVATE, fd, 0);
-	if (p == MAP_FAILED) {
-		err = -errno;
-		side_unavailable(s, "mmap of the file: %s", strerror(errno));
+	if (row->sc->ws_quarters) {
+		err = kernel_in_cgroup(row, rd, s, file_map, &fd);
+	} else if ((err = file_map(rd, &fd, &p))) {
+		side_unavailable(s, "mmap of the file: %s", strerror(-err));
 	} else {
-		madvise(p, rd->len, MADV_RANDOM);
 		err = touch_round(rd, p, s);
 		munmap(p, rd->len);
 	}
 	close(fd);
 	return err;
 }
-
 
 #define FIRST_TOUCH .upager = first_touch_upager, .kernel = first_touch_kernel
 #define SWAP .upager = swap_upager, .kernel = swap_kernel
@@ -348,6 +365,15 @@ const struct scenario scenarios[] = {
 	  .ws_quarters = 8, .pattern = TOUCH_HOT,
 	  .kind = UPG_FAULT_SWAPIN_DISK, SWAP },
 	{ .name = "file", .title = "file fault, cold page cache",
+	  .kind = UPG_FAULT_FILE, .upager = file_upager,
+	  .kernel = file_kernel },
+	{ .name = "file-random", .title = "random reads of a file 2x the "
+					  "budget, cold page cache",
+	  .ws_quarters = 8, .kind = UPG_FAULT_FILE, .upager = file_upager,
+	  .kernel = file_kernel },
+	{ .name = "file-scan", .title = "sequential scans of a file 2x the "
+					"budget, cold page cache",
+	  .ws_quarters = 8, .pattern = TOUCH_SCAN, .sequential = true,
 	  .kind = UPG_FAULT_FILE, .upager = file_upager,
 	  .kernel = file_kernel },
 	{ .name = "cow", .title = "write to a snapshotted page "

@@ -10,6 +10,8 @@
  * the same limit and compress with lz4; zram's compressed pages are not
  * charged to the cgroup, as upager's swap file is not charged to the budget
  * (--swap-dir /dev/shm keeps that file in RAM, as zram keeps its pages).
+ * The file-* rows run their kernel side in the same cgroup
+ * (kernel_in_cgroup), where the file's page cache is charged.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -165,7 +167,20 @@ struct shared {
 	uint64_t ns[];
 };
 
-static void child(const struct round *rd, struct shared *sh)
+/* The swap rows' kernel memory: anonymous, filled as upager's is. */
+static int anon_map(const struct round *rd, void *arg, char **base)
+{
+	(void)arg;
+	*base = mmap(NULL, rd->len, PROT_READ | PROT_WRITE,
+		     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	if (*base == MAP_FAILED || madvise(*base, rd->len, MADV_NOHUGEPAGE))
+		return -errno;
+	fill(*base, rd->len);
+	return 0;
+}
+
+static void child(const struct round *rd, struct shared *sh,
+		  cgroup_map_fn map, void *arg)
 {
 	char path[192];
 	char *base;
@@ -175,20 +190,17 @@ static void child(const struct round *rd, struct shared *sh)
 	sh->err = write_file(path, "%d", (int)getpid());
 	if (sh->err)
 		_exit(1);
-	base = mmap(NULL, rd->len, PROT_READ | PROT_WRITE,
-		    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (base == MAP_FAILED || madvise(base, rd->len, MADV_NOHUGEPAGE)) {
-		sh->err = -errno;
+	sh->err = map(rd, arg, &base);
+	if (sh->err)
 		_exit(1);
-	}
-	fill(base, rd->len);
 	sh->err = touch_round(rd, base, &cs);
 	sh->n = cs.n;
 	sh->wall_ns = cs.wall_ns;
 	_exit(sh->err ? 1 : 0);
 }
 
-int swap_kernel(struct row *row, const struct round *rd, struct side *s)
+int kernel_in_cgroup(struct row *row, const struct round *rd,
+		     struct side *s, cgroup_map_fn map, void *arg)
 {
 	size_t len = sizeof(struct shared) + rd->n * sizeof(uint64_t);
 	struct shared *sh;
@@ -207,7 +219,7 @@ int swap_kernel(struct row *row, const struct round *rd, struct side *s)
 	sh->err = -ECHILD;
 	pid = fork();
 	if (pid == 0)
-		child(rd, sh);
+		child(rd, sh, map, arg);
 	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
 	    WEXITSTATUS(status)) {
 		side_unavailable(s, "kernel-side child failed: %s (status %#x)",
@@ -220,4 +232,9 @@ int swap_kernel(struct row *row, const struct round *rd, struct side *s)
 	s->wall_ns += sh->wall_ns;
 	munmap(sh, len);
 	return 0;
+}
+
+int swap_kernel(struct row *row, const struct round *rd, struct side *s)
+{
+	return kernel_in_cgroup(row, rd, s, anon_map, NULL);
 }

@@ -430,6 +430,9 @@ static int evict_one(struct upg_runtime *rt, struct upg_region *r,
 	}
 	if (r->file) {
 		switch (file_evict(r, idx, old, slot, &val)) {
+		case FILE_EVICT_CLEAN:
+			zap_add(zb, r, e, addr, val, false);
+			return 1;
 		case FILE_EVICT_GONE:
 			goto gone;
 		case FILE_EVICT_STAYED:

@@ -474,10 +474,8 @@ enum file_evict_result file_evict(struct upg_region *r, uint64_t idx,
 	if ((old & PTE_CACHED) && !(old & PTE_DIRTY) && !pte_payload(old)) {
 		/* Clean: write-protected since it was read, and a write
 		 * would have cleared CACHED under BUSY first. */
-		madvise(addr, PAGE_SIZE, MADV_DONTNEED);
 		*val = pte_make(PTE_FILE, 0, 0);
-		COUNT(r, evictions_clean, 1);
-		return FILE_EVICT_GONE;
+		return FILE_EVICT_CLEAN;
 	}
 	if (!shared_writable(r->file))
 		return FILE_EVICT_STORE;

@@ -52,12 +52,14 @@ void file_io_destroy(struct file_io *fio);
 
 enum file_evict_result {
 	FILE_EVICT_STORE,	/* not for the file: the store path takes it */
+	FILE_EVICT_CLEAN,	/* clean: zap it with the batch, then *val */
 	FILE_EVICT_GONE,	/* the page left memory; unlock with *val */
 	FILE_EVICT_STAYED,	/* the page stays; unlock with *val */
 };
 
 /*
- * Evictor thread, entry locked (value old): drop a clean page, or write a
+ * Evictor thread, entry locked (value old): say a clean page can go (the
+ * caller zaps it with its batch: one TLB flush for many), or write a
  * dirty page of a shared region back to the file through the registered
  * staging page (so no write can land meanwhile).  Counts what it did.
  */

@@ -21,7 +21,7 @@ SKIP = 77
 PCTS = ["p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"]
 ALL = ["zero-read", "zero-write", "seq-read", "seq-write", "scale",
        "swapin-ram", "swapin-disk", "swap-random", "swap-scan", "swap-hot",
-       "file", "cow", "snap-take"]
+       "file", "file-random", "file-scan", "cow", "snap-take"]
 failures = []
 
 
@@ -35,7 +35,7 @@ def expected_count(row, cfg, page):
         return cfg["size"] // page * cfg["rounds"]
     if row["scenario"] == "snap-take":  # each side snapshots (forks)
         return cfg["snapshot_takes"] * cfg["rounds"]
-    if row["scenario"] == "swap-scan":  # a working set of twice the budget
+    if row["scenario"] in ("swap-scan", "file-scan"):  # twice the budget
         return 2 * cfg["budget"] // page * cfg["rounds"]
     return cfg["faults"]
 
