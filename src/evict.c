@@ -603,6 +603,7 @@ int evictor_start(struct upg_runtime *rt)
 		rt->evictor = NULL;
 		goto fail_map;
 	}
+	pthread_setname_np(ev->thread, "upager-evict");
 	return 0;
 
 fail_map:

@@ -616,6 +616,7 @@ static void *handler_main(void *arg)
 int handlers_start(struct upg_runtime *rt)
 {
 	unsigned n = rt->opts.handlers;
+	char name[16];
 	int err;
 
 	rt->handlers = mem_alloc(n * sizeof(struct handler));
@@ -637,6 +638,9 @@ int handlers_start(struct upg_runtime *rt)
 			handlers_stop(rt);
 			return -err;
 		}
+		/* For top, perf and gdb. */
+		snprintf(name, sizeof(name), "upager-fault%u", (uint8_t)i);
+		pthread_setname_np(h->thread, name);
 		rt->nhandlers++;
 	}
 	return 0;
