@@ -117,19 +117,6 @@ START_TEST(fork_child_sees_evicted_pages)
 }
 END_TEST
 
-static size_t resident_pages(void *p, size_t npages)
-{
-	unsigned char *vec = calloc(npages, 1);
-	size_t n = 0;
-
-	ck_assert_ptr_nonnull(vec);
-	ck_assert_int_eq(mincore(p, npages * TPAGE, vec), 0);
-	for (size_t i = 0; i < npages; i++)
-		n += vec[i] & 1;
-	free(vec);
-	return n;
-}
-
 /*
  * Pages shared copy-on-write with a forked child still leave memory (MOVE
  * refuses a page that is not exclusive; the evictor copies it out instead).
@@ -164,7 +151,7 @@ START_TEST(pages_shared_with_a_child_are_evicted)
 	b = test_region(rt, 4 * budget, &rb);
 	for (size_t i = 0; i < 4 * budget / TPAGE; i++)
 		fill_page(b + i * TPAGE, i, 8);
-	ck_assert_uint_lt(resident_pages(a, npages), npages / 4);
+	ck_assert_uint_lt(test_resident_pages(a, npages), npages / 4);
 	ck_assert_uint_le(test_stats(rt).pages_resident * TPAGE, budget);
 	ck_assert_int_eq(write(go[1], &c, 1), 1);
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);

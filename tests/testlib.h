@@ -44,6 +44,9 @@ struct upg_runtime *test_runtime(unsigned handlers, uint64_t mem_limit);
 struct upg_runtime *test_runtime_opts(const struct upg_options *o);
 /* The runtime's statistics; fails the test on error. */
 struct upg_stats test_stats(struct upg_runtime *rt);
+/* Pages of [p, p + npages pages) in memory, by the kernel's count
+ * (mincore), not upager's. */
+size_t test_resident_pages(void *p, size_t npages);
 /* Wait (up to 2 s) until `n` faults of `kind` are counted: a handler
  * counts a fault after it has woken the thread that took it. */
 void test_wait_faults(struct upg_runtime *rt, int kind, uint64_t n);

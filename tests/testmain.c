@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "testlib.h"
 
@@ -39,6 +40,19 @@ struct upg_stats test_stats(struct upg_runtime *rt)
 
 	ck_assert_int_eq(upg_stats_get(rt, &st), 0);
 	return st;
+}
+
+size_t test_resident_pages(void *p, size_t npages)
+{
+	unsigned char *vec = calloc(npages, 1);
+	size_t n = 0;
+
+	ck_assert_ptr_nonnull(vec);
+	ck_assert_int_eq(mincore(p, npages * TPAGE, vec), 0);
+	for (size_t i = 0; i < npages; i++)
+		n += vec[i] & 1;
+	free(vec);
+	return n;
 }
 
 void test_wait_faults(struct upg_runtime *rt, int kind, uint64_t n)
