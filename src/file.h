@@ -61,7 +61,8 @@ enum file_evict_result {
  * Evictor thread, entry locked (value old): say a clean page can go (the
  * caller zaps it with its batch: one TLB flush for many), or write a
  * dirty page of a shared region back to the file through the registered
- * staging page (so no write can land meanwhile).  Counts what it did.
+ * staging page (so no write can land meanwhile).  Counts what it did,
+ * except a clean page: the batch counts it when it zaps it.
  */
 enum file_evict_result file_evict(struct upg_region *r, uint64_t idx,
 				  pte_t old, void *staging, pte_t *val);
