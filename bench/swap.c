@@ -20,7 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/swap.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -31,7 +33,10 @@
 #define CGROUP_ROOT "/sys/fs/cgroup/memory"
 
 static struct {
-	bool tried, ready, zram_on;
+	bool tried, ready;
+	volatile sig_atomic_t zram_on;
+	pid_t owner;		/* the process that set it up (not a child) */
+	volatile pid_t child;	/* the kernel side running in the cgroup */
 	char reason[REASON_LEN];
 	char cgroup[128];
 } env;
@@ -72,14 +77,50 @@ static bool zram_busy(void)
 	return busy;
 }
 
+/* Undo env_setup.  Only system calls: it also runs in a signal handler. */
 static void teardown(void)
 {
+	int fd;
+
+	if (getpid() != env.owner)
+		return;
+	if (env.child > 0) {
+		/* A cgroup with a task in it cannot be removed. */
+		kill(env.child, SIGKILL);
+		waitpid(env.child, NULL, 0);
+		env.child = 0;
+	}
 	if (env.cgroup[0])
 		rmdir(env.cgroup);
-	if (env.zram_on && system("swapoff " ZRAM_DEV " 2>/dev/null") == 0)
-		write_file(ZRAM "/reset", "1");
-	env.zram_on = false;
 	env.cgroup[0] = '\0';
+	if (!env.zram_on || swapoff(ZRAM_DEV))
+		return;
+	env.zram_on = 0;
+	fd = open(ZRAM "/reset", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		(void)!write(fd, "1", 1);
+		close(fd);
+	}
+}
+
+/* Interrupted (^C, a closed pipe, kill): give zram back before dying, or
+ * the next run would find it in use; then die of the same signal. */
+static void teardown_on_signal(int sig)
+{
+	teardown();
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void teardown_at_exit(void)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP, SIGPIPE };
+	struct sigaction sa = { .sa_handler = teardown_on_signal };
+
+	env.owner = getpid();
+	atexit(teardown);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		sigaction(sigs[i], &sa, NULL);
 }
 
 static bool fail(const char *fmt, ...)
@@ -111,7 +152,9 @@ static bool env_setup(uint64_t budget)
 	if (stat(CGROUP_ROOT "/memory.limit_in_bytes", &st))
 		return fail("no cgroup v1 memory controller at " CGROUP_ROOT);
 	if (zram_busy())
-		return fail(ZRAM_DEV " is in use as swap already");
+		return fail(ZRAM_DEV " is in use as swap already (left by a "
+			    "killed run? swapoff " ZRAM_DEV ")");
+	teardown_at_exit();
 	write_file(ZRAM "/reset", "1");
 	if (write_file(ZRAM "/comp_algorithm", "lz4") ||
 	    write_file(ZRAM "/disksize", "%llu",
@@ -120,8 +163,7 @@ static bool env_setup(uint64_t budget)
 	if (system("mkswap " ZRAM_DEV " >/dev/null 2>&1") ||
 	    system("swapon -p 32767 " ZRAM_DEV " 2>/dev/null"))
 		return fail("mkswap/swapon " ZRAM_DEV " failed");
-	env.zram_on = true;
-	atexit(teardown);
+	env.zram_on = 1;
 	snprintf(env.cgroup, sizeof(env.cgroup), CGROUP_ROOT "/upager-bench-%d",
 		 (int)getpid());
 	snprintf(path, sizeof(path), "%s/memory.limit_in_bytes", env.cgroup);
@@ -220,13 +262,16 @@ int kernel_in_cgroup(struct row *row, const struct round *rd,
 	pid = fork();
 	if (pid == 0)
 		child(rd, sh, map, arg);
+	env.child = pid;
 	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
 	    WEXITSTATUS(status)) {
+		env.child = 0;
 		side_unavailable(s, "kernel-side child failed: %s (status %#x)",
 				 strerror(-sh->err), pid < 0 ? 0 : status);
 		munmap(sh, len);
 		return -ECHILD;
 	}
+	env.child = 0;
 	memcpy(s->ns + s->n, sh->ns, sh->n * sizeof(uint64_t));
 	s->n += sh->n;
 	s->wall_ns += sh->wall_ns;
