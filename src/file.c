@@ -104,7 +104,7 @@ static struct file_io *fio_create(void)
 
 	if (!fio)
 		return NULL;
-	fio->buf = mem_alloc(BOUNCE);
+	fio->buf = mem_alloc_io(BOUNCE);
 	if (!fio->buf) {
 		mem_free(fio, sizeof(*fio));
 		return NULL;
@@ -128,7 +128,7 @@ void file_io_destroy(struct file_io *fio)
 		return;
 	if (fio->ring_ok)
 		io_uring_queue_exit(&fio->ring);
-	mem_free(fio->buf, BOUNCE);
+	mem_free_io(fio->buf, BOUNCE);
 	mem_free(fio, sizeof(*fio));
 }
 

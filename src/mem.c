@@ -120,6 +120,41 @@ void mem_free(void *p, size_t size)
 	atomic_fetch_sub_explicit(&in_use, obj, memory_order_relaxed);
 }
 
+#define HUGE_SIZE ((size_t)2 << 20)
+
+static size_t io_len(size_t size)
+{
+	return (size + HUGE_SIZE - 1) & ~(HUGE_SIZE - 1);
+}
+
+void *mem_alloc_io(size_t size)
+{
+	size_t len = io_len(size);
+	char *raw = map_anon(len + HUGE_SIZE), *p;
+	size_t head;
+
+	if (!raw)
+		return NULL;
+	/* Trim the mapping to len bytes on a 2 MiB boundary. */
+	p = (char *)(((uintptr_t)raw + HUGE_SIZE - 1) & ~(uintptr_t)(HUGE_SIZE - 1));
+	head = (size_t)(p - raw);
+	if (head)
+		munmap(raw, head);
+	munmap(p + len, HUGE_SIZE - head);
+	/* A hint: without THP the buffer is still correct, only slower. */
+	(void)madvise(p, len, MADV_HUGEPAGE);
+	atomic_fetch_add_explicit(&in_use, len, memory_order_relaxed);
+	return p;
+}
+
+void mem_free_io(void *p, size_t size)
+{
+	if (!p)
+		return;
+	munmap(p, io_len(size));
+	atomic_fetch_sub_explicit(&in_use, io_len(size), memory_order_relaxed);
+}
+
 uint64_t mem_in_use(void)
 {
 	return atomic_load_explicit(&in_use, memory_order_relaxed);

@@ -16,6 +16,16 @@
 
 void *mem_alloc(size_t size);
 void mem_free(void *p, size_t size);
+/*
+ * An I/O buffer: 2 MiB-aligned and backed by transparent huge pages where
+ * the kernel allows (MADV_HUGEPAGE), so that an O_DIRECT transfer into it
+ * is a few physically contiguous segments instead of one per 4 KiB page.
+ * On a virtio disk that is what bounds a large read (measured: 8 MiB
+ * O_DIRECT reads, 600 MB/s into 4 KiB pages, 1500 MB/s into huge pages).
+ * Free with mem_free_io and the same size.
+ */
+void *mem_alloc_io(size_t size);
+void mem_free_io(void *p, size_t size);
 /* Bytes currently handed out (for the statistics). */
 uint64_t mem_in_use(void);
 
