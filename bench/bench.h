@@ -34,6 +34,7 @@ struct config {
 	uint64_t budget;	/* memory limit of the swap scenarios */
 	const char *swap_dir;	/* upager's swap file there */
 	bool quick;
+	bool idle_poll;		/* hold a CPU latency request of 0 */
 	const char *json, *csv, *plot;
 	const char *scenarios;	/* comma-separated names, NULL = all */
 };

@@ -49,6 +49,9 @@ static const char usage[] =
 "                      quick 16M)\n"
 "  --swap-dir DIR      where upager's swap file goes (default /var/tmp; a\n"
 "                      tmpfs such as /dev/shm keeps it in RAM, like zram)\n"
+"  --idle-poll         keep idle CPUs polling for the run (a CPU latency\n"
+"                      request of 0 on /dev/cpu_dma_latency; root): a\n"
+"                      hand-off then wakes no halted CPU, on both sides\n"
 "  --codec NAME        swap-store codec: lz4, zstd or none (default: lz4, or\n"
 "                      UPAGER_CODEC)\n"
 "  --scenarios LIST    comma-separated scenarios to run (default all):\n"
@@ -64,7 +67,7 @@ static const char usage[] =
 "The UPAGER_* environment variables set upager's other options (for\n"
 "example UPAGER_FAULT_AROUND).  Ratios are upager over the kernel.\n";
 
-enum { OPT_QUICK = 256, OPT_FAULTS, OPT_SIZE, OPT_SNAP_SIZE, OPT_ROUNDS, OPT_THREADS,
+enum { OPT_QUICK = 256, OPT_IDLE_POLL, OPT_FAULTS, OPT_SIZE, OPT_SNAP_SIZE, OPT_ROUNDS, OPT_THREADS,
        OPT_CODEC, OPT_BUDGET, OPT_SWAP_DIR, OPT_SCENARIOS, OPT_SEED, OPT_JSON, OPT_CSV, OPT_PLOT,
        OPT_HELP, OPT_VERSION };
 
@@ -72,7 +75,8 @@ enum { OPT_QUICK = 256, OPT_FAULTS, OPT_SIZE, OPT_SNAP_SIZE, OPT_ROUNDS, OPT_THR
 #define FLAG(name, id) { name, no_argument, NULL, id }
 
 static const struct option longopts[] = {
-	FLAG("quick", OPT_QUICK), ARG("faults", OPT_FAULTS),
+	FLAG("quick", OPT_QUICK), FLAG("idle-poll", OPT_IDLE_POLL),
+	ARG("faults", OPT_FAULTS),
 	ARG("size", OPT_SIZE), ARG("snapshot-size", OPT_SNAP_SIZE),
 	ARG("rounds", OPT_ROUNDS),
 	ARG("threads", OPT_THREADS), ARG("codec", OPT_CODEC),
@@ -252,6 +256,9 @@ static int parse_one(int opt, const char *arg, struct options *o)
 	switch (opt) {
 	case OPT_QUICK:
 		cfg->quick = true;
+		break;
+	case OPT_IDLE_POLL:
+		cfg->idle_poll = true;
 		break;
 	case OPT_FAULTS:
 		err = parse_number("--faults", arg, 1, MAX_FAULTS,

@@ -12,6 +12,7 @@
 
 /* "Linux 6.18.0 x86_64": three utsname fields and their spaces. */
 #define MACHINE_LEN (3 * sizeof(((struct utsname *)0)->release) + 3)
+#define IDLE_LEN 192
 
 /* The numbers of one side, as JSON keys and CSV columns alike. */
 static const struct field {
@@ -42,6 +43,43 @@ static void print_field(FILE *f, const struct summary *m,
 		fprintf(f, "%llu", (unsigned long long)*(const uint64_t *)p);
 }
 
+/* The first line of a sysfs file, without its newline; "" if none. */
+static void sysfs_line(const char *path, char *buf, size_t len)
+{
+	FILE *f = fopen(path, "r");
+
+	buf[0] = '\0';
+	if (f && fgets(buf, (int)len, f))
+		buf[strcspn(buf, "\n")] = '\0';
+	if (f)
+		fclose(f);
+}
+
+/*
+ * What an idle CPU does on this machine.  Every user-space fault hands off
+ * twice between threads; where idle CPUs halt at once (a VM's haltpoll
+ * driver with guest_halt_poll_ns 0), each hand-off waits for a halted CPU
+ * to wake, which the kernel's own fault never does.
+ */
+static void cpu_idle(const struct bench *b, char *buf, size_t len)
+{
+	char drv[32], gov[32], poll_ns[32];
+
+	sysfs_line("/sys/devices/system/cpu/cpuidle/current_driver", drv,
+		   sizeof(drv));
+	sysfs_line("/sys/devices/system/cpu/cpuidle/current_governor_ro", gov,
+		   sizeof(gov));
+	if (!gov[0])
+		sysfs_line("/sys/devices/system/cpu/cpuidle/current_governor",
+			   gov, sizeof(gov));
+	sysfs_line("/sys/module/haltpoll/parameters/guest_halt_poll_ns",
+		   poll_ns, sizeof(poll_ns));
+	snprintf(buf, len, "cpuidle driver %s, governor %s%s%s; idle CPUs %s",
+		 drv[0] ? drv : "none", gov[0] ? gov : "none",
+		 poll_ns[0] ? ", guest_halt_poll_ns " : "", poll_ns,
+		 b->cfg.idle_poll ? "poll (--idle-poll)" : "may sleep");
+}
+
 const char *side_name(int side)
 {
 	return side == SIDE_UPAGER ? "upager" : "kernel";
@@ -63,7 +101,7 @@ static void machine(char *buf, size_t len)
 
 static void print_header(const struct bench *b)
 {
-	char mach[MACHINE_LEN];
+	char mach[MACHINE_LEN], idle[IDLE_LEN];
 
 	machine(mach, sizeof(mach));
 	printf("upager-bench %s (libupager %s) on %s, %ld CPUs, %zu-byte "
@@ -72,6 +110,8 @@ static void print_header(const struct bench *b)
 	printf("THP off on both sides (MADV_NOHUGEPAGE); upager fault-around "
 	       "%u pages, codec %s, one handler per faulting thread\n",
 	       b->opts.fault_around, codec_name(b->opts.codec));
+	cpu_idle(b, idle, sizeof(idle));
+	printf("%s\n", idle);
 	printf("%u rounds per scenario, sides alternating; random scenarios "
 	       "touch one page per %u-page window\n", b->cfg.rounds,
 	       b->opts.fault_around);
@@ -222,23 +262,29 @@ static void json_row(FILE *f, const struct row *row)
 static void json_config(FILE *f, const struct bench *b)
 {
 	const struct config *c = &b->cfg;
-	char mach[MACHINE_LEN];
+	char mach[MACHINE_LEN], idle[IDLE_LEN];
 
 	machine(mach, sizeof(mach));
+	cpu_idle(b, idle, sizeof(idle));
 	fprintf(f, "  \"tool\": \"upager-bench\", \"version\": \"%s\", "
 		"\"libupager\": \"%s\",\n  \"machine\": ", BENCH_VERSION,
 		upg_version());
 	json_string(f, mach);
 	fprintf(f, ", \"cpus\": %ld, \"page_size\": %zu, \"thp\": \"off on "
-		"both sides (MADV_NOHUGEPAGE)\", \"clock_read_ns\": %llu,\n",
+		"both sides (MADV_NOHUGEPAGE)\", \"clock_read_ns\": %llu,\n"
+		"  \"cpu_idle\": ",
 		sysconf(_SC_NPROCESSORS_ONLN), b->page,
 		(unsigned long long)b->clock_ns);
-	fprintf(f, "  \"config\": {\"quick\": %s, \"faults\": %llu, \"size\": "
+	json_string(f, idle);
+	fprintf(f, ",\n");
+	fprintf(f, "  \"config\": {\"quick\": %s, \"idle_poll\": %s, "
+		"\"faults\": %llu, \"size\": "
 		"%llu, \"snapshot_size\": %llu, \"snapshot_takes\": %u, "
 		"\"rounds\": %u, \"threads\": %u, \"seed\": %llu, "
 		"\"codec\": \"%s\", \"fault_around\": %u, \"budget\": %llu, "
 		"\"swap_dir\": ",
-		c->quick ? "true" : "false", (unsigned long long)c->faults,
+		c->quick ? "true" : "false", c->idle_poll ? "true" : "false",
+		(unsigned long long)c->faults,
 		(unsigned long long)c->size,
 		(unsigned long long)c->snap_size, SNAP_TAKES, c->rounds, c->threads,
 		(unsigned long long)c->seed, codec_name(b->opts.codec),

@@ -9,6 +9,8 @@
  * See --help for the options and bench.h for how a run is organised.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,6 +291,28 @@ static void probe_uffd(struct bench *b)
 		 upg_last_error()[0] ? upg_last_error() : strerror(-err));
 }
 
+/*
+ * --idle-poll: while the descriptor stays open, the kernel keeps every
+ * idle CPU in its polling state (PM QoS, as tuned's latency-performance
+ * profile does), so waking a thread costs no exit from a halted CPU.  Kept
+ * open until the process exits.
+ */
+static int hold_idle_poll(void)
+{
+	int32_t zero = 0;
+	int fd = open("/dev/cpu_dma_latency", O_WRONLY | O_CLOEXEC);
+
+	if (fd < 0 || write(fd, &zero, sizeof(zero)) != sizeof(zero)) {
+		fprintf(stderr, "upager-bench: --idle-poll: cannot hold a CPU "
+			"latency request of 0 on /dev/cpu_dma_latency: %s%s\n",
+			strerror(errno), errno == EACCES ? " (needs root)" : "");
+		if (fd >= 0)
+			close(fd);
+		return -errno;
+	}
+	return 0;
+}
+
 static int setup(struct bench *b, int argc, char **argv)
 {
 	struct options o = { .page = (size_t)sysconf(_SC_PAGESIZE) };
@@ -298,6 +322,8 @@ static int setup(struct bench *b, int argc, char **argv)
 		return err;
 	b->cfg = o.cfg;
 	b->page = o.page;
+	if (b->cfg.idle_poll && hold_idle_poll() < 0)
+		return -EINVAL;
 	upg_options_init(&b->opts);
 	if (upg_options_from_env(&b->opts) < 0)
 		return -EINVAL;	/* the library named the variable */

@@ -78,6 +78,9 @@ def check_json(path):
         d = json.load(f)
     cfg, page, rows = d["config"], d["page_size"], d["scenarios"]
     check("MADV_NOHUGEPAGE" in d["thp"], "THP setting not stated")
+    check("idle CPUs may sleep" in d["cpu_idle"] and
+          cfg["idle_poll"] is False,
+          f"CPU idle not stated: {d['cpu_idle']!r}, {cfg['idle_poll']!r}")
     check(sorted({r["scenario"] for r in rows}) == sorted(ALL),
           f"scenarios {[r['scenario'] for r in rows]}")
     for row in rows:
