@@ -104,7 +104,10 @@ struct upg_options {
 	uint32_t spin_us;	/* after serving faults, a handler keeps polling
 				 * this long before it sleeps, 0..1000
 				 * (UPAGER_SPIN_US) */
-	uint32_t reserved_u32;
+	uint32_t idle_poll;	/* 1: while the runtime lives, hold a CPU latency
+				 * request of 0 (/dev/cpu_dma_latency, root) so
+				 * idle CPUs poll instead of halting; 0 or 1
+				 * (UPAGER_IDLE_POLL) */
 	/* Preload mode only (libupager-preload.so); the library ignores them. */
 	uint64_t preload_heap;	/* address space reserved for the managed heap
 				 * and mappings (UPAGER_PRELOAD_HEAP) */

@@ -59,6 +59,9 @@ static const struct opt options[] = {
 	  "fault-handling threads" },
 	{ "UPAGER_SPIN_US", OPT_UINT, FIELD(spin_us), 0, 1000, NULL, "0",
 	  "microseconds a handler polls for more faults before sleeping" },
+	{ "UPAGER_IDLE_POLL", OPT_UINT, FIELD(idle_poll), 0, 1, NULL, "0",
+	  "1: keep idle CPUs polling while upager runs (system-wide; a VM "
+	  "whose idle vCPUs halt wakes a handler far faster)" },
 	{ "UPAGER_FAULT_AROUND", OPT_UINT, FIELD(fault_around), 1, 512, NULL,
 	  "16", "pages mapped to the zero page per read fault" },
 	{ "UPAGER_LOG", OPT_ENUM, FIELD(log_level), 0, 0, log_names, "warn",

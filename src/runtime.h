@@ -67,6 +67,7 @@ struct store;
 struct upg_runtime {
 	int uffd;
 	int pagemap_fd;		/* /proc/self/pagemap, -1 without PAGEMAP_SCAN */
+	int idle_poll_fd;	/* /dev/cpu_dma_latency held at 0, or -1 */
 	uint64_t features;
 	struct upg_options opts;
 	char swap_dir[PATH_MAX];

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* Anonymous regions through the real kernel: demand-zero paging, data
  * integrity under threads, many and huge regions, and bad arguments. */
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -416,6 +417,50 @@ START_TEST(kernel_mode_faults_are_served)
 }
 END_TEST
 
+/* The system's CPU latency target (PM QoS), in us; false if unreadable. */
+static bool cpu_latency(int32_t *us)
+{
+	int fd = open("/dev/cpu_dma_latency", O_RDONLY | O_CLOEXEC);
+	bool ok = fd >= 0 && read(fd, us, sizeof(*us)) == sizeof(*us);
+
+	if (fd >= 0)
+		close(fd);
+	return ok;
+}
+
+/*
+ * UPAGER_IDLE_POLL=1 holds a CPU latency request of 0 for the runtime's
+ * life and gives it back at destroy; where it may not (not root), the
+ * runtime comes up all the same and serves faults.
+ */
+START_TEST(idle_poll_holds_latency_request)
+{
+	bool root = geteuid() == 0;
+	struct upg_options o;
+	struct upg_runtime *rt;
+	struct upg_region *r;
+	int32_t before = -1, held = -1, after = -1;
+	char *p;
+
+	ck_assert(!root || cpu_latency(&before));
+	upg_options_init(&o);
+	o.idle_poll = 1;
+	rt = test_runtime_opts(&o);
+	p = test_region(rt, 4 * TPAGE, &r);
+	p[TPAGE] = 42;
+	ck_assert_int_eq(p[TPAGE] + p[0], 42);
+	if (root) {
+		ck_assert(cpu_latency(&held));
+		ck_assert_int_eq(held, 0);
+	}
+	upg_runtime_destroy(rt);
+	if (root) {
+		ck_assert(cpu_latency(&after));
+		ck_assert_int_eq(after, before);
+	}
+}
+END_TEST
+
 Suite *make_suite(void)
 {
 	Suite *s = suite_create("anon");
@@ -432,5 +477,6 @@ Suite *make_suite(void)
 	ADD_TEST(s, stats_print_formats, 120);
 	ADD_TEST(s, fork_child_does_not_inherit, 120);
 	ADD_TEST(s, kernel_mode_faults_are_served, 120);
+	ADD_TEST(s, idle_poll_holds_latency_request, 120);
 	return s;
 }
