@@ -26,6 +26,8 @@
 #include "util.h"
 
 #define BATCH 64
+#define BOUNCE_BYTES (FILL_MAX_PAGES * PAGE_SIZE)
+_Static_assert(FILL_MAX_PAGES <= STORE_AHEAD_MAX, "read-ahead too long");
 
 struct fault {
 	struct uffd_msg msg;
@@ -34,7 +36,8 @@ struct fault {
 
 struct handler {
 	struct upg_runtime *rt;
-	void *bounce;		/* one page stored pages are read into */
+	void *bounce;		/* FILL_MAX_PAGES pages stored pages are read
+				 * into */
 	struct file_io *fio;	/* file reads (file.c), made on first use */
 	pthread_t thread;
 	/* Messages whose page was BUSY, retried after the batch. */
@@ -238,38 +241,36 @@ static int remap(struct upg_region *r, uint64_t idx, pte_t old, bool write)
 	return rc;
 }
 
+/* A stored page whose copy is lost (I/O error, checksum mismatch): the
+ * accessing thread gets SIGBUS, never wrong data.  Unlocks e. */
+static int swap_lost(struct upg_region *r, uint64_t idx, _Atomic pte_t *e,
+		     pte_t old, int rc)
+{
+	struct upg_runtime *rt = r->rt;
+	void *addr = page_addr(r, idx);
+
+	log_error("page at %p lost: %s of its stored copy; the accessing "
+		  "thread gets SIGBUS", addr,
+		  rc == -EBADMSG ? "checksum mismatch" : "read error");
+	store_free(rt->store, pte_payload(old));
+	pte_unlock(e, pte_make(PTE_POISONED, 0, 0));
+	COUNT(r, poisoned, 1);
+	return uffd_poison(rt->uffd, addr, PAGE_SIZE);
+}
+
 /*
- * Bring one stored page back: decompress into the bounce page and install
- * it write-protected, keeping the stored copy (CACHED) until it is written,
- * so an unmodified page is later dropped rather than stored again.  A lost
- * copy (I/O error, checksum mismatch) poisons the page: SIGBUS, never
- * wrong data.  Entry locked by the caller; unlocked here.
+ * Install a stored page fetched into `page`, write-protected, keeping the
+ * stored copy (CACHED) until it is written, so an unmodified page is later
+ * dropped rather than stored again.  Unlocks e.
  */
-static int swap_in_one(struct handler *h, struct upg_region *r, uint64_t idx,
-		       _Atomic pte_t *e, pte_t old, int *kind)
+static int swap_install(struct upg_region *r, uint64_t idx, _Atomic pte_t *e,
+			pte_t old, const void *page)
 {
 	struct upg_runtime *rt = r->rt;
 	uint64_t handle = pte_payload(old), hot;
 	void *addr = page_addr(r, idx);
-	bool from_disk = false;
-	int rc;
+	int rc = uffd_copy(rt->uffd, addr, page, PAGE_SIZE, r->wp);
 
-	if (!budget_charge(rt, 1)) {
-		pte_unlock(e, old);
-		return refuse(r, idx);
-	}
-	rc = store_get(rt->store, handle, h->bounce, &from_disk);
-	*kind = from_disk ? UPG_FAULT_SWAPIN_DISK : UPG_FAULT_SWAPIN_RAM;
-	if (rc < 0) {
-		log_error("page at %p lost: %s of its stored copy; the "
-			  "accessing thread gets SIGBUS", addr,
-			  rc == -EBADMSG ? "checksum mismatch" : "read error");
-		store_free(rt->store, handle);
-		pte_unlock(e, pte_make(PTE_POISONED, 0, 0));
-		COUNT(r, poisoned, 1);
-		return uffd_poison(rt->uffd, addr, PAGE_SIZE);
-	}
-	rc = uffd_copy(rt->uffd, addr, h->bounce, PAGE_SIZE, r->wp);
 	if (rc < 0 && rc != -EEXIST) {
 		pte_unlock(e, old);
 		return rc;
@@ -291,34 +292,90 @@ static int swap_in_one(struct handler *h, struct upg_region *r, uint64_t idx,
 	return 0;
 }
 
-/* A stored page faulted: bring it in, and its stored successors too when
- * the faults come in order (read-ahead). */
+/* Bring one stored page back through the bounce page.  Entry locked by
+ * the caller; unlocked here. */
+static int swap_in_one(struct handler *h, struct upg_region *r, uint64_t idx,
+		       _Atomic pte_t *e, pte_t old, int *kind)
+{
+	struct upg_runtime *rt = r->rt;
+	bool from_disk = false;
+	int rc;
+
+	if (!budget_charge(rt, 1)) {
+		pte_unlock(e, old);
+		return refuse(r, idx);
+	}
+	rc = store_get(rt->store, pte_payload(old), h->bounce, &from_disk);
+	*kind = from_disk ? UPG_FAULT_SWAPIN_DISK : UPG_FAULT_SWAPIN_RAM;
+	if (rc < 0)
+		return swap_lost(r, idx, e, old, rc);
+	return swap_install(r, idx, e, old, h->bounce);
+}
+
+/* Lock the STORED entries that follow idx, up to n - 1 of them, into
+ * e[1..] and old[1..].  Returns how many entries e[] holds with idx's. */
+static unsigned lock_stored(struct upg_region *r, uint64_t idx, unsigned n,
+			    _Atomic pte_t **e, pte_t *old)
+{
+	unsigned k = 1;
+
+	for (; k < n && idx + k < r->npages; k++) {
+		e[k] = pt_entry(&r->pt, idx + k, false);
+		if (!e[k] || !pte_trylock(e[k], &old[k]))
+			break;
+		if (pte_state(old[k]) != PTE_STORED) {
+			pte_unlock(e[k], old[k]);
+			break;
+		}
+	}
+	return k;
+}
+
+/*
+ * A stored page faulted: bring it in, and when the faults come in order
+ * its stored successors too (read-ahead), fetched together: pages evicted
+ * in order sit side by side in the store, so the run is usually one read
+ * of the swap file instead of one read per page.
+ */
 static int swap_in(struct handler *h, struct upg_region *r, uint64_t idx,
 		   _Atomic pte_t *e, pte_t old, int *kind)
 {
-	uint32_t w;
+	_Atomic pte_t *ents[FILL_MAX_PAGES] = { e };
+	pte_t olds[FILL_MAX_PAGES] = { old };
+	uint64_t handles[FILL_MAX_PAGES];
+	int res[FILL_MAX_PAGES], rc;
 	bool seq;
-	int rc, ahead_kind;
+	uint32_t w = seq_window(&r->seq_read, idx, 1, FILL_MAX_PAGES, &seq);
+	unsigned n = seq ? lock_stored(r, idx, w, ents, olds) : 1;
 
-	rc = swap_in_one(h, r, idx, e, old, kind);
-	w = seq_window(&r->seq_read, idx, 1, FILL_MAX_PAGES, &seq);
-	seq_advance(&r->seq_read, idx + 1);
-	if (rc < 0 || !seq)
-		return rc;
-	for (uint64_t i = idx + 1; i < MIN(idx + w, r->npages); i++) {
-		_Atomic pte_t *next = pt_entry(&r->pt, i, false);
-
-		if (!next || !pte_trylock(next, &old))
-			break;
-		if (pte_state(old) != PTE_STORED) {
-			pte_unlock(next, old);
-			break;
-		}
-		if (swap_in_one(h, r, i, next, old, &ahead_kind) < 0)
-			break;
-		seq_advance(&r->seq_read, i + 1);
+	seq_advance(&r->seq_read, idx + n);
+	if (n > 1 && !budget_charge(r->rt, n)) {
+		for (unsigned i = 1; i < n; i++)
+			pte_unlock(ents[i], olds[i]);
+		n = 1;
 	}
-	return 0;
+	if (n == 1)
+		return swap_in_one(h, r, idx, e, old, kind);
+	for (unsigned i = 0; i < n; i++)
+		handles[i] = pte_payload(olds[i]);
+	store_get_ahead(r->rt->store, handles, n, h->bounce, res);
+	*kind = res[0] == 0 ? UPG_FAULT_SWAPIN_RAM : UPG_FAULT_SWAPIN_DISK;
+	if (res[0] >= 0)
+		rc = swap_install(r, idx, e, old, h->bounce);
+	else if (res[0] == -EIO || res[0] == -EBADMSG)
+		rc = swap_lost(r, idx, e, old, res[0]);
+	else	/* not fetched with the others: on its own, as ever */
+		rc = swap_in_one(h, r, idx, e, old, kind);
+	/* A read-ahead page that did not come stays stored: its own fault
+	 * fetches it, or reports it lost. */
+	for (unsigned i = 1; i < n; i++) {
+		if (res[i] >= 0)
+			swap_install(r, idx + i, ents[i], olds[i],
+				     (char *)h->bounce + i * PAGE_SIZE);
+		else
+			pte_unlock(ents[i], olds[i]);
+	}
+	return rc;
 }
 
 /*
@@ -626,7 +683,7 @@ int handlers_start(struct upg_runtime *rt)
 		struct handler *h = &rt->handlers[i];
 
 		h->rt = rt;
-		h->bounce = mem_alloc(PAGE_SIZE);
+		h->bounce = mem_alloc(BOUNCE_BYTES);
 		if (!h->bounce) {
 			handlers_stop(rt);
 			return -ENOMEM;
@@ -662,7 +719,7 @@ void handlers_stop(struct upg_runtime *rt)
 	for (unsigned i = 0; i < rt->nhandlers; i++)
 		pthread_join(rt->handlers[i].thread, NULL);
 	for (unsigned i = 0; i < rt->opts.handlers; i++) {
-		mem_free(rt->handlers[i].bounce, PAGE_SIZE);
+		mem_free(rt->handlers[i].bounce, BOUNCE_BYTES);
 		file_io_destroy(rt->handlers[i].fio);
 	}
 	rt->nhandlers = 0;

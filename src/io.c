@@ -65,7 +65,7 @@ int io_create(int fd, size_t wbuf_size, struct io **out)
 	if (!io)
 		return -ENOMEM;
 	io->wbuf_size = wbuf_size;
-	io->arena_size = IO_NWBUF * wbuf_size + IO_NREADERS * PAGE_SIZE;
+	io->arena_size = IO_NWBUF * wbuf_size + IO_NREADERS * IO_READ_MAX;
 	io->arena = mem_alloc(io->arena_size);
 	if (!io->arena) {
 		err = -ENOMEM;
@@ -81,11 +81,11 @@ int io_create(int fd, size_t wbuf_size, struct io **out)
 	for (unsigned i = 0; i < IO_NREADERS && !err; i++) {
 		struct io_reader *r = &io->r[i];
 
-		r->buf = io->arena + IO_NWBUF * wbuf_size + i * PAGE_SIZE;
-		r->buf_size = PAGE_SIZE;
+		r->buf = io->arena + IO_NWBUF * wbuf_size + i * IO_READ_MAX;
+		r->buf_size = IO_READ_MAX;
 		r->io = io;
 		pthread_mutex_init(&r->lock, NULL);
-		iov[0] = (struct iovec){ r->buf, PAGE_SIZE };
+		iov[0] = (struct iovec){ r->buf, IO_READ_MAX };
 		err = ring_init(r, fd, iov, 1, 2);
 	}
 	if (err)
@@ -236,13 +236,14 @@ struct io_reader *io_reader_get(struct io *io)
 	return r;
 }
 
-int io_reader_read(struct io_reader *r, uint64_t off)
+int io_reader_read(struct io_reader *r, uint64_t off, size_t len)
 {
-	int err = xfer(r, false, 0, r->buf, off, PAGE_SIZE);
+	int err = len <= r->buf_size ? xfer(r, false, 0, r->buf, off, len)
+				     : -EINVAL;
 
 	if (err)
-		log_error("swap file read at %llu failed: %d",
-			  (unsigned long long)off, err);
+		log_error("swap file read of %zu bytes at %llu failed: %d",
+			  len, (unsigned long long)off, err);
 	return err;
 }
 

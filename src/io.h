@@ -8,8 +8,9 @@
  *  - one writer ring with two registered segment-sized buffers, for the
  *    store's put path (segment writes, compaction reads), which the store
  *    already serialises with its put lock;
- *  - IO_NREADERS reader rings with one registered 4 KiB buffer each, for
- *    page-ins: a store_get takes a free one (or waits for one), so up to
+ *  - IO_NREADERS reader rings with one registered IO_READ_MAX buffer
+ *    each, for page-ins (one block, or a span of blocks for read-ahead):
+ *    a store_get takes a free one (or waits for one), so up to
  *    IO_NREADERS page-ins are in flight at once and no reader waits behind
  *    the writer.
  * The file is registered with every ring; all I/O is READ_FIXED/WRITE_FIXED.
@@ -21,6 +22,7 @@
 #include <stdint.h>
 
 #define IO_NREADERS 4
+#define IO_READ_MAX ((size_t)64 << 10)	/* largest read of a reader */
 
 /* The writer's registered buffers. */
 enum io_wbuf {
@@ -54,10 +56,11 @@ int io_write(struct io *io, enum io_wbuf which, uint64_t off, size_t len);
 int io_read(struct io *io, enum io_wbuf which, uint64_t off, size_t len);
 
 /* Take a reader ring (waits if all are busy); give it back with
- * io_reader_put.  io_reader_read fills its 4 KiB buffer from the block at
- * `off`; the buffer stays valid until io_reader_put. */
+ * io_reader_put.  io_reader_read fills its buffer with the `len` bytes
+ * (4 KiB multiple, at most IO_READ_MAX) at `off`; the buffer stays valid
+ * until io_reader_put. */
 struct io_reader *io_reader_get(struct io *io);
-int io_reader_read(struct io_reader *r, uint64_t off);
+int io_reader_read(struct io_reader *r, uint64_t off, size_t len);
 const void *io_reader_buf(const struct io_reader *r);
 void io_reader_put(struct io_reader *r);
 

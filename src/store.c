@@ -761,7 +761,7 @@ static int get_disk(struct store *st, uint64_t handle, struct obj copy,
 	bool moved;
 	int err;
 
-	err = io_reader_read(r, (uint64_t)slot * SEG_SIZE + block);
+	err = io_reader_read(r, (uint64_t)slot * SEG_SIZE + block, PAGE_SIZE);
 	rdlock(st);
 	moved = seg_of(st, copy.seg)->epoch != epoch;
 	unlock(st);
@@ -813,6 +813,88 @@ int store_get(struct store *st, uint64_t handle, void *page, bool *from_disk)
 		err = get_disk(st, handle, copy, epoch, slot, page);
 	} while (err == 1);
 	return err;
+}
+
+/* An object of a read-ahead on disk: where it was when looked up. */
+struct ahead_obj {
+	struct obj copy;
+	uint32_t epoch;
+	bool want;
+};
+
+/* Pick the disk objects that one read fetches; returns the slot (-1 if
+ * none) and the span [*lo, *hi) within it.  Caller holds the read lock. */
+static int ahead_span(struct store *st, const uint64_t *handles, unsigned n,
+		      char *pages, int *res, struct ahead_obj *a,
+		      uint64_t *lo, uint64_t *hi)
+{
+	int slot = -1;
+
+	for (unsigned i = 0; i < n; i++) {
+		struct obj *o = obj_lookup(st, handles[i]);
+		struct seg *s;
+		uint64_t b, l, h;
+
+		res[i] = -EAGAIN;
+		if (!o) {
+			res[i] = -EINVAL;
+			continue;
+		}
+		s = seg_of(st, o->seg);
+		if (s->buf) {
+			res[i] = obj_decode(st, s->buf + o->off, o, handles[i],
+					    pages + (size_t)i * PAGE_SIZE);
+			count(&st->reads_ram);
+			continue;
+		}
+		b = o->off & PAGE_MASK;
+		l = slot < 0 ? b : MIN(*lo, b);
+		h = slot < 0 ? b + PAGE_SIZE : MAX(*hi, b + PAGE_SIZE);
+		if ((slot >= 0 && s->slot != slot) || h - l > IO_READ_MAX)
+			continue;
+		slot = s->slot;
+		*lo = l;
+		*hi = h;
+		a[i] = (struct ahead_obj){ *o, s->epoch, true };
+	}
+	return slot;
+}
+
+void store_get_ahead(struct store *st, const uint64_t *handles, unsigned n,
+		     char *pages, int *res)
+{
+	struct ahead_obj a[STORE_AHEAD_MAX] = { 0 };
+	struct io_reader *r;
+	uint64_t lo = 0, hi = 0;
+	int slot, err;
+
+	n = MIN(n, STORE_AHEAD_MAX);
+	rdlock(st);
+	slot = ahead_span(st, handles, n, pages, res, a, &lo, &hi);
+	unlock(st);
+	if (slot < 0)
+		return;
+	r = io_reader_get(st->io);
+	err = io_reader_read(r, (uint64_t)slot * SEG_SIZE + lo, hi - lo);
+	if (err)
+		count(&st->io_errors);
+	rdlock(st);
+	for (unsigned i = 0; i < n; i++) {
+		/* A segment released during the read: its slot may hold
+		 * other data now; that page is simply not read ahead. */
+		if (!a[i].want || seg_of(st, a[i].copy.seg)->epoch != a[i].epoch)
+			continue;
+		if (err) {
+			res[i] = -EIO;
+			continue;
+		}
+		count(&st->reads_disk);
+		res[i] = obj_decode(st, (const char *)io_reader_buf(r) +
+				    (a[i].copy.off - lo), &a[i].copy,
+				    handles[i], pages + (size_t)i * PAGE_SIZE) ?: 1;
+	}
+	unlock(st);
+	io_reader_put(r);
 }
 
 void store_ref(struct store *st, uint64_t handle)

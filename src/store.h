@@ -70,6 +70,20 @@ int store_put(struct store *st, const void *page, uint64_t *handle);
  * the caller poisons it), -EINVAL for a bad handle. */
 int store_get(struct store *st, uint64_t handle, void *page, bool *from_disk);
 
+/*
+ * Read-ahead: fetch the pages of handles[0..n) (n <= STORE_AHEAD_MAX) into
+ * pages + i * 4 KiB, those in the RAM tier from RAM and those on disk with
+ * a single read: the ones in the first such object's segment whose blocks
+ * fall in one span of at most IO_READ_MAX bytes.  res[i] is 0 for a page
+ * fetched from RAM, 1 for one fetched from the disk, -EAGAIN for one not
+ * fetched by this call (on disk elsewhere, or its segment moved
+ * meanwhile), or store_get's error for one read and found bad.  Pages stored in eviction order sit together, so an in-order
+ * run usually comes back with one read.
+ */
+#define STORE_AHEAD_MAX 16
+void store_get_ahead(struct store *st, const uint64_t *handles, unsigned n,
+		     char *pages, int *res);
+
 /* Take one more reference to a handle (snapshots share stored pages). */
 void store_ref(struct store *st, uint64_t handle);
 /* Drop one reference; the object's space is reclaimed with the last one. */

@@ -374,19 +374,30 @@ static int first_stored(struct upg_region *r, uint64_t *idx, uint64_t *h)
 	return -1;
 }
 
-static void lost_copy(bool io_error)
+/* A runtime with a 4 MiB budget and a region four times that, every page
+ * filled with text stamped with `tag` (most of it stored by now). */
+static char *stored_region(uint64_t tag, struct upg_runtime **rt,
+			   struct upg_region **r, size_t *npages)
 {
 	const uint64_t budget = 4 * MIB;
-	struct upg_runtime *rt = swap_runtime(budget, UPG_CODEC_LZ4, 0,
-					      UPG_FULL_OVERCOMMIT, 1);
-	size_t npages = 4 * budget / TPAGE;
-	struct upg_region *r;
-	uint64_t idx, h;
 	char *p;
 
-	p = test_region(rt, npages * TPAGE, &r);
-	for (size_t i = 0; i < npages; i++)
-		fill_text(p + i * TPAGE, i, 11);
+	*rt = swap_runtime(budget, UPG_CODEC_LZ4, 0, UPG_FULL_OVERCOMMIT, 1);
+	*npages = 4 * budget / TPAGE;
+	p = test_region(*rt, *npages * TPAGE, r);
+	for (size_t i = 0; i < *npages; i++)
+		fill_text(p + i * TPAGE, i, tag);
+	return p;
+}
+
+static void lost_copy(bool io_error)
+{
+	struct upg_runtime *rt;
+	struct upg_region *r;
+	size_t npages;
+	uint64_t idx, h;
+	char *p = stored_region(11, &rt, &r, &npages);
+
 	ck_assert_int_eq(first_stored(r, &idx, &h), 0);
 	if (io_error) {
 		ck_assert_int_eq(store_flush(rt->store), 0);
@@ -415,6 +426,53 @@ END_TEST
 START_TEST(read_error_poisons_page)
 {
 	lost_copy(true);
+}
+END_TEST
+
+/* Is every page of [lo, hi) of r STORED? */
+static bool all_stored(struct upg_region *r, uint64_t lo, uint64_t hi)
+{
+	for (uint64_t i = lo; i < hi; i++)
+		if (pte_state(pt_get(&r->pt, i)) != PTE_STORED)
+			return false;
+	return true;
+}
+
+/*
+ * A corrupt object inside a run read in order: the read-ahead fetches the
+ * run together, finds the bad copy and leaves its page stored (no SIGBUS
+ * for a page nobody touched); touching it then gets SIGBUS, and every
+ * page around it reads back exactly.
+ */
+START_TEST(corrupt_object_in_read_ahead)
+{
+	struct upg_runtime *rt;
+	struct upg_region *r;
+	struct store_stats ss;
+	size_t npages;
+	uint64_t bad = 0;
+	char *p = stored_region(13, &rt, &r, &npages);
+
+	for (uint64_t i = 32; i + 16 < npages && !bad; i++)
+		if (all_stored(r, i - 32, i + 16))
+			bad = i;
+	ck_assert_msg(bad, "no run of 48 stored pages");
+	ck_assert_int_eq(store_corrupt(rt->store,
+				       pte_payload(pt_get(&r->pt, bad))), 0);
+	/* In order up to it: the windows grow to take it in with others. */
+	for (uint64_t i = bad - 32; i < bad; i++)
+		ck_assert_msg(check_text(p + i * TPAGE, i, 13), "page %llu",
+			      (unsigned long long)i);
+	store_get_stats(rt->store, &ss);
+	ck_assert_uint_eq(ss.checksum_errors, 1);
+	ck_assert_uint_eq(pte_state(pt_get(&r->pt, bad)), PTE_STORED);
+	ck_assert_uint_eq(test_stats(rt).poisoned, 0);
+	ck_assert(touch_bus(p + bad * TPAGE));
+	ck_assert_uint_eq(test_stats(rt).poisoned, 1);
+	for (uint64_t i = bad + 1; i < bad + 16; i++)
+		ck_assert_msg(check_text(p + i * TPAGE, i, 13), "page %llu",
+			      (unsigned long long)i);
+	upg_runtime_destroy(rt);
 }
 END_TEST
 
@@ -485,6 +543,7 @@ Suite *make_suite(void)
 	ADD_TEST(s, full_store_strict_policy_sigbus, 600);
 	ADD_TEST(s, corrupt_object_poisons_page, 600);
 	ADD_TEST(s, read_error_poisons_page, 600);
+	ADD_TEST(s, corrupt_object_in_read_ahead, 600);
 	ADD_TEST(s, churn_stays_within_swap_bound, 600);
 	ADD_TEST(s, destroy_frees_stored_pages, 600);
 	return s;
