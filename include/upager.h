@@ -113,7 +113,11 @@ struct upg_options {
 				 * and mappings (UPAGER_PRELOAD_HEAP) */
 	uint64_t preload_min_mmap; /* smallest private anonymous mmap that is
 				    * managed, 0 = none (UPAGER_PRELOAD_MIN_MMAP) */
-	uint64_t reserved[6];	/* zero; room to grow */
+	uint32_t ram_tier;	/* percent of mem_limit the compressed RAM tier
+				 * may hold before pages go to the swap file,
+				 * 0..90, default 25 (UPAGER_RAM_TIER) */
+	uint32_t reserved_u32b;
+	uint64_t reserved[5];	/* zero; room to grow */
 };
 
 /* Fill *opts with the defaults.  Never fails. */

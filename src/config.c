@@ -46,6 +46,9 @@ static const struct opt options[] = {
 	       "0 = unlimited" },
 	{ "UPAGER_SWAP_DIR", OPT_STRING, FIELD(swap_dir), 0, 0, NULL,
 	  "/var/tmp", "directory of the (unlinked, private) swap file" },
+	{ "UPAGER_RAM_TIER", OPT_UINT, FIELD(ram_tier), 0, 90, NULL, "25",
+	  "percent of the budget the compressed RAM tier may hold before "
+	  "pages go to the swap file" },
 	{ "UPAGER_SWAP_SIZE", OPT_SIZE, FIELD(swap_size), MIB, UINT64_MAX,
 	  NULL, "8G", "largest size of the swap file" },
 	{ "UPAGER_CODEC", OPT_ENUM, FIELD(codec), 0, 0, codec_names, "lz4",
@@ -87,6 +90,7 @@ void upg_options_init(struct upg_options *opts)
 	opts->handlers = 1;
 	opts->mem_limit = 0;
 	opts->swap_size = 8 * GIB;
+	opts->ram_tier = 25;
 	opts->swap_dir = "/var/tmp";
 	opts->codec = UPG_CODEC_LZ4;
 	opts->full_policy = UPG_FULL_OVERCOMMIT;

@@ -96,14 +96,18 @@ static void unmap_private_pages(struct upg_runtime *rt)
 }
 
 /*
- * With a budget, pages go to a store whose RAM tier takes up to a quarter
- * of the budget; the rest of the budget is for resident pages.
+ * With a budget, pages go to a store whose RAM tier takes up to
+ * UPAGER_RAM_TIER percent of it (a quarter by default); resident pages
+ * have the rest, and all of it while the tier is empty.  A bigger tier
+ * turns disk reads into RAM-tier swap-ins but leaves fewer pages resident,
+ * so more accesses fault: it pays where a fault costs much less than a
+ * disk read (README, "Budget and swap store", has the measurements).
  */
 int store_start(struct upg_runtime *rt)
 {
 	struct store_config cfg = {
 		.codec = rt->opts.codec,
-		.ram_limit = rt->opts.mem_limit / 4,
+		.ram_limit = rt->opts.mem_limit / 100 * rt->opts.ram_tier,
 		.swap_dir = rt->swap_dir,
 		.swap_size = rt->opts.swap_size,
 	};

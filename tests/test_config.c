@@ -113,6 +113,8 @@ START_TEST(bad_values_are_named)
 	expect_bad_env("UPAGER_SWAP_SIZE", "10", "from 1048576");
 	expect_bad_env("UPAGER_LOG", "loud", "none, error, warn, info or debug");
 	expect_bad_env("UPAGER_SWAP_DIR", "", "non-empty");
+	expect_bad_env("UPAGER_RAM_TIER", "95", "from 0 to 90");
+	expect_bad_env("UPAGER_IDLE_POLL", "yes", "from 0 to 1");
 }
 END_TEST
 
@@ -123,6 +125,9 @@ START_TEST(set_by_name)
 	upg_options_init(&o);
 	ck_assert_int_eq(upg_options_set(&o, "UPAGER_CODEC", "none"), 0);
 	ck_assert_int_eq(o.codec, UPG_CODEC_NONE);
+	ck_assert_uint_eq(o.ram_tier, 25);
+	ck_assert_int_eq(upg_options_set(&o, "UPAGER_RAM_TIER", "50"), 0);
+	ck_assert_uint_eq(o.ram_tier, 50);
 	ck_assert_int_eq(upg_options_set(&o, "UPAGER_NOPE", "1"), -ENOENT);
 	ck_assert_int_eq(upg_options_set(NULL, "UPAGER_CODEC", "none"),
 			 -EINVAL);

@@ -33,21 +33,26 @@ static unsigned scale(void)
 	return v > 0 ? (unsigned)v : 1;
 }
 
+/* Default options with a budget and the tests' swap directory. */
+static void swap_options(struct upg_options *o, uint64_t limit)
+{
+	upg_options_init(o);
+	o->mem_limit = limit;
+	o->swap_dir = getenv("UPAGER_TEST_SWAP_DIR") ?: "/var/tmp";
+}
+
 static struct upg_runtime *swap_runtime(uint64_t limit, int codec,
 					uint64_t swap_size, int full_policy,
 					unsigned handlers)
 {
 	struct upg_options o;
 
-	upg_options_init(&o);
-	o.mem_limit = limit;
+	swap_options(&o, limit);
 	o.codec = codec;
 	o.handlers = handlers;
 	o.full_policy = full_policy;
 	if (swap_size)
 		o.swap_size = swap_size;
-	o.swap_dir = getenv("UPAGER_TEST_SWAP_DIR") ? getenv("UPAGER_TEST_SWAP_DIR")
-						    : "/var/tmp";
 	return test_runtime_opts(&o);
 }
 
@@ -476,6 +481,48 @@ START_TEST(corrupt_object_in_read_ahead)
 }
 END_TEST
 
+/*
+ * UPAGER_RAM_TIER bounds the compressed RAM tier: with a region four times
+ * the budget filled, the tier holds up to its share of the budget and the
+ * rest of the stored pages is on disk; 0 sends every stored page to disk.
+ * Every page reads back either way.
+ */
+static void ram_tier_share(unsigned pct)
+{
+	const uint64_t budget = 8 * MIB;
+	/* Segments being filled or written sit in RAM whatever the share. */
+	const uint64_t slack = 1 * MIB;
+	size_t npages = 4 * budget / TPAGE;
+	struct upg_options o;
+	struct upg_runtime *rt;
+	struct upg_region *r;
+	struct upg_stats st;
+	char *p;
+
+	swap_options(&o, budget);
+	o.ram_tier = pct;
+	rt = test_runtime_opts(&o);
+	p = test_region(rt, npages * TPAGE, &r);
+	for (size_t i = 0; i < npages; i++)
+		fill_text(p + i * TPAGE, i, 17);
+	st = test_stats(rt);
+	ck_assert_uint_le(st.store_ram_bytes, budget / 100 * pct + slack);
+	/* Filled to its share when there is enough to store. */
+	if (pct)
+		ck_assert_uint_ge(st.store_ram_bytes, budget / 100 * pct / 2);
+	for (size_t i = 0; i < npages; i++)
+		ck_assert_msg(check_text(p + i * TPAGE, i, 17), "page %zu", i);
+	upg_runtime_destroy(rt);
+}
+
+START_TEST(ram_tier_share_is_honoured)
+{
+	ram_tier_share(0);
+	ram_tier_share(50);
+	ram_tier_share(75);
+}
+END_TEST
+
 /* ---- churn: the swap file stays within its bound ---- */
 
 START_TEST(churn_stays_within_swap_bound)
@@ -544,6 +591,7 @@ Suite *make_suite(void)
 	ADD_TEST(s, corrupt_object_poisons_page, 600);
 	ADD_TEST(s, read_error_poisons_page, 600);
 	ADD_TEST(s, corrupt_object_in_read_ahead, 600);
+	ADD_TEST(s, ram_tier_share_is_honoured, 600);
 	ADD_TEST(s, churn_stays_within_swap_bound, 600);
 	ADD_TEST(s, destroy_frees_stored_pages, 600);
 	return s;
