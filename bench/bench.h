@@ -124,11 +124,11 @@ const struct scenario *scenario_find(const char *name, size_t len);
 int swap_upager(struct row *row, const struct round *rd, struct side *s);
 int swap_kernel(struct row *row, const struct round *rd, struct side *s);
 /* Measure one round in a child process in a memory cgroup limited to the
- * row's budget (with zram as swap); map() runs in the child and gives the
- * memory to touch.  Also the file rows' kernel side. */
+ * row's budget (with zram as swap if `swap`); map() runs in the child and
+ * gives the memory to touch.  Also the file rows' kernel side. */
 typedef int (*cgroup_map_fn)(const struct round *rd, void *arg, char **base);
 int kernel_in_cgroup(struct row *row, const struct round *rd,
-		     struct side *s, cgroup_map_fn map, void *arg);
+		     struct side *s, cgroup_map_fn map, void *arg, bool swap);
 /* Working-set bytes of a swap row, and touches of one full scan of it. */
 uint64_t swap_ws(const struct bench *b, const struct scenario *sc);
 

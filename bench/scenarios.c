@@ -317,7 +317,7 @@ static int file_kernel(struct row *row, const struct round *rd,
 	if (fd < 0)
 		return fd;
 	if (row->sc->ws_quarters) {
-		err = kernel_in_cgroup(row, rd, s, file_map, &fd);
+		err = kernel_in_cgroup(row, rd, s, file_map, &fd, false);
 	} else if ((err = file_map(rd, &fd, &p))) {
 		side_unavailable(s, "mmap of the file: %s", strerror(-err));
 	} else {

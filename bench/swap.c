@@ -11,7 +11,8 @@
  * charged to the cgroup, as upager's swap file is not charged to the budget
  * (--swap-dir /dev/shm keeps that file in RAM, as zram keeps its pages).
  * The file-* rows run their kernel side in the same cgroup
- * (kernel_in_cgroup), where the file's page cache is charged.
+ * (kernel_in_cgroup), where the file's page cache is charged; they need
+ * no zram, so a machine without it still gets them.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,12 +33,17 @@
 #define ZRAM_DEV "/dev/zram0"
 #define CGROUP_ROOT "/sys/fs/cgroup/memory"
 
-static struct {
+/* A part of the kernel side's set-up, made once, on first use. */
+struct part {
 	bool tried, ready;
+	char reason[REASON_LEN];	/* why not, when !ready */
+};
+
+static struct {
+	struct part cg, zram;	/* the memory cgroup; zram as swap */
 	volatile sig_atomic_t zram_on;
 	pid_t owner;		/* the process that set it up (not a child) */
 	volatile pid_t child;	/* the kernel side running in the cgroup */
-	char reason[REASON_LEN];
 	char cgroup[128];
 } env;
 
@@ -77,7 +83,7 @@ static bool zram_busy(void)
 	return busy;
 }
 
-/* Undo env_setup.  Only system calls: it also runs in a signal handler. */
+/* Undo the set-up.  Only system calls: it also runs in a signal handler. */
 static void teardown(void)
 {
 	int fd;
@@ -123,56 +129,82 @@ static void teardown_at_exit(void)
 		sigaction(sigs[i], &sa, NULL);
 }
 
-static bool fail(const char *fmt, ...)
+static bool fail(struct part *p, const char *fmt, ...)
 {
 	va_list ap;
 
 	va_start(ap, fmt);
-	vsnprintf(env.reason, sizeof(env.reason), fmt, ap);
+	vsnprintf(p->reason, sizeof(p->reason), fmt, ap);
 	va_end(ap);
-	teardown();
 	return false;
 }
 
-/* zram0 as swap, lz4, large enough for every working set; and a cgroup
- * limited to the budget for the kernel side's children. */
-static bool env_setup(uint64_t budget)
+/* Undo, at exit or when killed, whatever was set up. */
+static void teardown_once(void)
+{
+	if (!env.owner)
+		teardown_at_exit();
+}
+
+/* A cgroup limited to the budget for the kernel side's children. */
+static bool cgroup_setup(struct part *p, uint64_t budget)
 {
 	struct stat st;
 	char path[192];
 
-	if (env.tried)
-		return env.ready;
-	env.tried = true;
 	if (geteuid() != 0)
-		return fail("the kernel swap baseline needs root (zram and a "
-			    "memory cgroup)");
-	if (stat(ZRAM, &st))
-		return fail("no zram device (modprobe zram)");
+		return fail(p, "the kernel baseline needs root (a memory "
+			    "cgroup)");
 	if (stat(CGROUP_ROOT "/memory.limit_in_bytes", &st))
-		return fail("no cgroup v1 memory controller at " CGROUP_ROOT);
-	if (zram_busy())
-		return fail(ZRAM_DEV " is in use as swap already (left by a "
-			    "killed run? swapoff " ZRAM_DEV ")");
-	teardown_at_exit();
-	write_file(ZRAM "/reset", "1");
-	if (write_file(ZRAM "/comp_algorithm", "lz4") ||
-	    write_file(ZRAM "/disksize", "%llu",
-		       (unsigned long long)(4 * budget + (256 << 20))))
-		return fail("cannot configure " ZRAM " (lz4, disksize)");
-	if (system("mkswap " ZRAM_DEV " >/dev/null 2>&1") ||
-	    system("swapon -p 32767 " ZRAM_DEV " 2>/dev/null"))
-		return fail("mkswap/swapon " ZRAM_DEV " failed");
-	env.zram_on = 1;
+		return fail(p, "no cgroup v1 memory controller at "
+			    CGROUP_ROOT);
+	teardown_once();
 	snprintf(env.cgroup, sizeof(env.cgroup), CGROUP_ROOT "/upager-bench-%d",
 		 (int)getpid());
 	snprintf(path, sizeof(path), "%s/memory.limit_in_bytes", env.cgroup);
 	if (mkdir(env.cgroup, 0755) ||
-	    write_file(path, "%llu", (unsigned long long)budget))
-		return fail("cannot set up the memory cgroup %s: %s",
-			    env.cgroup, strerror(errno));
-	env.ready = true;
+	    write_file(path, "%llu", (unsigned long long)budget)) {
+		fail(p, "cannot set up the memory cgroup %s: %s", env.cgroup,
+		     strerror(errno));
+		rmdir(env.cgroup);
+		env.cgroup[0] = '\0';
+		return false;
+	}
 	return true;
+}
+
+/* zram0 as swap, lz4, large enough for every working set. */
+static bool zram_setup(struct part *p, uint64_t budget)
+{
+	struct stat st;
+
+	if (stat(ZRAM, &st))
+		return fail(p, "no zram device (modprobe zram)");
+	if (zram_busy())
+		return fail(p, ZRAM_DEV " is in use as swap already (left by "
+			    "a killed run? swapoff " ZRAM_DEV ")");
+	teardown_once();
+	write_file(ZRAM "/reset", "1");
+	if (write_file(ZRAM "/comp_algorithm", "lz4") ||
+	    write_file(ZRAM "/disksize", "%llu",
+		       (unsigned long long)(4 * budget + (256 << 20))))
+		return fail(p, "cannot configure " ZRAM " (lz4, disksize)");
+	if (system("mkswap " ZRAM_DEV " >/dev/null 2>&1") ||
+	    system("swapon -p 32767 " ZRAM_DEV " 2>/dev/null"))
+		return fail(p, "mkswap/swapon " ZRAM_DEV " failed");
+	env.zram_on = 1;
+	return true;
+}
+
+/* Set up a part on first use; false (with p->reason) if it cannot be. */
+static bool ready(struct part *p, bool (*setup)(struct part *, uint64_t),
+		  uint64_t budget)
+{
+	if (!p->tried) {
+		p->tried = true;
+		p->ready = setup(p, budget);
+	}
+	return p->ready;
 }
 
 /* Text-like pages: compress about 3:1 with lz4, like a typical heap. */
@@ -242,15 +274,19 @@ static void child(const struct round *rd, struct shared *sh,
 }
 
 int kernel_in_cgroup(struct row *row, const struct round *rd,
-		     struct side *s, cgroup_map_fn map, void *arg)
+		     struct side *s, cgroup_map_fn map, void *arg, bool swap)
 {
 	size_t len = sizeof(struct shared) + rd->n * sizeof(uint64_t);
 	struct shared *sh;
 	int status;
 	pid_t pid;
 
-	if (!env_setup(row->budget)) {
-		side_unavailable(s, "%s", env.reason);
+	if (!ready(&env.cg, cgroup_setup, row->budget)) {
+		side_unavailable(s, "%s", env.cg.reason);
+		return -ENOTSUP;
+	}
+	if (swap && !ready(&env.zram, zram_setup, row->budget)) {
+		side_unavailable(s, "%s", env.zram.reason);
 		return -ENOTSUP;
 	}
 	/* Shared and populated here, so it is charged to us, not the child. */
@@ -281,5 +317,5 @@ int kernel_in_cgroup(struct row *row, const struct round *rd,
 
 int swap_kernel(struct row *row, const struct round *rd, struct side *s)
 {
-	return kernel_in_cgroup(row, rd, s, anon_map, NULL);
+	return kernel_in_cgroup(row, rd, s, anon_map, NULL, true);
 }
