@@ -136,7 +136,8 @@ void *mem_alloc_io(size_t size)
 	if (!raw)
 		return NULL;
 	/* Trim the mapping to len bytes on a 2 MiB boundary. */
-	p = (char *)(((uintptr_t)raw + HUGE_SIZE - 1) & ~(uintptr_t)(HUGE_SIZE - 1));
+	p = (char *)(((uintptr_t)raw + HUGE_SIZE - 1) &
+		     ~(uintptr_t)(HUGE_SIZE - 1));
 	head = (size_t)(p - raw);
 	if (head)
 		munmap(raw, head);

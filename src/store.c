@@ -751,6 +751,26 @@ static int obj_decode(struct store *st, const char *src, const struct obj *o,
 	return err;
 }
 
+/*
+ * After a read of the swap file into r's buffer, starting at byte `lo` of
+ * the slot of copy's segment (err: how the read went): decode the object.
+ * Returns 1 if its segment was released during the read (the object moved:
+ * the bytes read may be another's), -EIO for a failed read, else as
+ * obj_decode.  Caller holds the read lock.
+ */
+static int decode_read(struct store *st, const struct io_reader *r,
+		       uint64_t lo, int err, const struct obj *copy,
+		       uint32_t epoch, uint64_t handle, void *page)
+{
+	if (seg_of(st, copy->seg)->epoch != epoch)
+		return 1;
+	if (err)
+		return -EIO;
+	count(&st->reads_disk);
+	return obj_decode(st, (const char *)io_reader_buf(r) +
+			  (copy->off - lo), copy, handle, page);
+}
+
 /* Read a disk object through a reader ring.  Returns 1 if its segment was
  * recycled during the read (the object moved: look it up again). */
 static int get_disk(struct store *st, uint64_t handle, struct obj copy,
@@ -758,23 +778,14 @@ static int get_disk(struct store *st, uint64_t handle, struct obj copy,
 {
 	struct io_reader *r = io_reader_get(st->io);
 	uint64_t block = copy.off & PAGE_MASK;
-	bool moved;
 	int err;
 
 	err = io_reader_read(r, (uint64_t)slot * SEG_SIZE + block, PAGE_SIZE);
 	rdlock(st);
-	moved = seg_of(st, copy.seg)->epoch != epoch;
+	err = decode_read(st, r, block, err, &copy, epoch, handle, page);
 	unlock(st);
-	if (moved) {
-		err = 1;
-	} else if (err) {
+	if (err == -EIO)
 		count(&st->io_errors);
-		err = -EIO;
-	} else {
-		count(&st->reads_disk);
-		err = obj_decode(st, (const char *)io_reader_buf(r) +
-				 (copy.off - block), &copy, handle, page);
-	}
 	io_reader_put(r);
 	return err;
 }
@@ -822,8 +833,9 @@ struct ahead_obj {
 	bool want;
 };
 
-/* Pick the disk objects that one read fetches; returns the slot (-1 if
- * none) and the span [*lo, *hi) within it.  Caller holds the read lock. */
+/* Decode the objects in the RAM tier, and pick the disk objects that one
+ * read fetches: returns their slot (-1 if none) and the span [*lo, *hi)
+ * within it.  Caller holds the read lock. */
 static int ahead_span(struct store *st, const uint64_t *handles, unsigned n,
 		      char *pages, int *res, struct ahead_obj *a,
 		      uint64_t *lo, uint64_t *hi)
@@ -880,18 +892,14 @@ void store_get_ahead(struct store *st, const uint64_t *handles, unsigned n,
 		count(&st->io_errors);
 	rdlock(st);
 	for (unsigned i = 0; i < n; i++) {
-		/* A segment released during the read: its slot may hold
-		 * other data now; that page is simply not read ahead. */
-		if (!a[i].want || seg_of(st, a[i].copy.seg)->epoch != a[i].epoch)
+		int rc;
+
+		if (!a[i].want)
 			continue;
-		if (err) {
-			res[i] = -EIO;
-			continue;
-		}
-		count(&st->reads_disk);
-		res[i] = obj_decode(st, (const char *)io_reader_buf(r) +
-				    (a[i].copy.off - lo), &a[i].copy,
-				    handles[i], pages + (size_t)i * PAGE_SIZE) ?: 1;
+		rc = decode_read(st, r, lo, err, &a[i].copy, a[i].epoch,
+				 handles[i], pages + (size_t)i * PAGE_SIZE);
+		/* Moved during the read: simply not read ahead. */
+		res[i] = rc == 1 ? -EAGAIN : rc ?: 1;
 	}
 	unlock(st);
 	io_reader_put(r);

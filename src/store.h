@@ -77,8 +77,9 @@ int store_get(struct store *st, uint64_t handle, void *page, bool *from_disk);
  * fall in one span of at most IO_READ_MAX bytes.  res[i] is 0 for a page
  * fetched from RAM, 1 for one fetched from the disk, -EAGAIN for one not
  * fetched by this call (on disk elsewhere, or its segment moved
- * meanwhile), or store_get's error for one read and found bad.  Pages stored in eviction order sit together, so an in-order
- * run usually comes back with one read.
+ * meanwhile), or store_get's error for one read and found bad.  Pages
+ * stored in eviction order sit together, so an in-order run usually comes
+ * back with one read.
  */
 #define STORE_AHEAD_MAX 16
 void store_get_ahead(struct store *st, const uint64_t *handles, unsigned n,
