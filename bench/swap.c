@@ -273,12 +273,49 @@ static void child(const struct round *rd, struct shared *sh,
 	_exit(sh->err ? 1 : 0);
 }
 
+/* Tasks of the cgroup killed by the OOM killer so far; -1 if unknown. */
+static long oom_kills(void)
+{
+	char path[192], line[64];
+	long n = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/memory.oom_control", env.cgroup);
+	f = fopen(path, "r");
+	while (f && fgets(line, sizeof(line), f))
+		sscanf(line, "oom_kill %ld", &n);
+	if (f)
+		fclose(f);
+	return n;
+}
+
+/* Say why the kernel side's child did not finish its round. */
+static void child_failed(struct side *s, const struct shared *sh, pid_t pid,
+			 int status, long kills_before)
+{
+	long kills = oom_kills();
+
+	if (pid < 0)
+		side_unavailable(s, "cannot fork the kernel side: %s",
+				 strerror(errno));
+	else if (WIFSIGNALED(status))
+		side_unavailable(s, "the kernel side was killed by signal %d "
+				 "(%s)%s", WTERMSIG(status),
+				 strsignal(WTERMSIG(status)),
+				 kills_before >= 0 && kills > kills_before ?
+				 ", by its memory cgroup's OOM killer" : "");
+	else
+		side_unavailable(s, "the kernel side failed: %s (exit %d)",
+				 strerror(-sh->err), WEXITSTATUS(status));
+}
+
 int kernel_in_cgroup(struct row *row, const struct round *rd,
 		     struct side *s, cgroup_map_fn map, void *arg, bool swap)
 {
 	size_t len = sizeof(struct shared) + rd->n * sizeof(uint64_t);
 	struct shared *sh;
-	int status;
+	int status = 0;
+	long kills;
 	pid_t pid;
 
 	if (!ready(&env.cg, cgroup_setup, row->budget)) {
@@ -295,6 +332,7 @@ int kernel_in_cgroup(struct row *row, const struct round *rd,
 	if (sh == MAP_FAILED)
 		return -errno;
 	sh->err = -ECHILD;
+	kills = oom_kills();
 	pid = fork();
 	if (pid == 0)
 		child(rd, sh, map, arg);
@@ -302,8 +340,7 @@ int kernel_in_cgroup(struct row *row, const struct round *rd,
 	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
 	    WEXITSTATUS(status)) {
 		env.child = 0;
-		side_unavailable(s, "kernel-side child failed: %s (status %#x)",
-				 strerror(-sh->err), pid < 0 ? 0 : status);
+		child_failed(s, sh, pid, status, kills);
 		munmap(sh, len);
 		return -ECHILD;
 	}
