@@ -289,15 +289,16 @@ static long oom_kills(void)
 	return n;
 }
 
-/* Say why the kernel side's child did not finish its round. */
+/* Say why the kernel side's child did not finish its round; pid < 0 if
+ * it could not be forked or waited for (errno). */
 static void child_failed(struct side *s, const struct shared *sh, pid_t pid,
 			 int status, long kills_before)
 {
 	long kills = oom_kills();
 
 	if (pid < 0)
-		side_unavailable(s, "cannot fork the kernel side: %s",
-				 strerror(errno));
+		side_unavailable(s, "cannot fork or wait for the kernel side: "
+				 "%s", strerror(errno));
 	else if (WIFSIGNALED(status))
 		side_unavailable(s, "the kernel side was killed by signal %d "
 				 "(%s)%s", WTERMSIG(status),
@@ -337,14 +338,15 @@ int kernel_in_cgroup(struct row *row, const struct round *rd,
 	if (pid == 0)
 		child(rd, sh, map, arg);
 	env.child = pid;
-	if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
-	    WEXITSTATUS(status)) {
+	if (pid > 0 && waitpid(pid, &status, 0) == pid)
 		env.child = 0;
+	else	/* not forked (errno), or not waited for: teardown kills it */
+		pid = -1;
+	if (pid < 0 || !WIFEXITED(status) || WEXITSTATUS(status)) {
 		child_failed(s, sh, pid, status, kills);
 		munmap(sh, len);
 		return -ECHILD;
 	}
-	env.child = 0;
 	memcpy(s->ns + s->n, sh->ns, sh->n * sizeof(uint64_t));
 	s->n += sh->n;
 	s->wall_ns += sh->wall_ns;
