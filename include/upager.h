@@ -365,7 +365,13 @@ UPG_API UPG_NODISCARD int upg_region_clone(struct upg_snapshot *snap,
  *    evicted to the swap store like anonymous memory;
  *  - UPG_FILE_READONLY: the region is mapped PROT_READ, so a write gets
  *    SIGSEGV (SEGV_ACCERR), exactly as with a read-only mmap.
- *  - Unwritten pages are dropped under the budget and read again later.
+ *  - Unwritten pages are dropped under the budget and read again later;
+ *    those read at random (not by read-ahead) first leave a compressed
+ *    copy in the store's RAM tier if they compress to half a page or
+ *    less, and a later fault is served from it instead of the file while
+ *    the tier has room for it (file_pages_kept, file_copy_hits).  A copy
+ *    behaves as a resident page would, except that a page the file no
+ *    longer covers (truncated underneath) is read from the file again.
  *  - Regions are not coherent with each other nor with write(2) to the
  *    file: a region sees a change made elsewhere only in pages it reads
  *    after the change reached the file (as MAP_PRIVATE does).
@@ -553,7 +559,11 @@ struct upg_stats {
 	uint64_t file_pages_written;	/* pages written back to their file */
 	uint64_t file_past_eof;		/* accesses past the end of a file:
 					 * SIGBUS */
-	uint64_t reserved[8];
+	uint64_t file_pages_kept;	/* clean file pages evicted into the
+					 * RAM tier compressed, not dropped */
+	uint64_t file_copy_hits;	/* file faults served from such a
+					 * copy instead of the file */
+	uint64_t reserved[6];
 };
 
 /* Name of a fault kind ("zero_read", ...), or "?" if out of range. */

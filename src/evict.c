@@ -7,6 +7,7 @@
  * waits for a handler and never touches a page it has not locked.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -25,6 +26,10 @@
 #include "util.h"
 
 #define BATCH 64		/* victims chosen per sweep step */
+/* A file region whose clean pages did not compress this many times in a
+ * row is tried again only every COPY_RETRY-th eviction. */
+#define COPY_REFUSALS 16
+#define COPY_RETRY 64
 #define GHOSTS 8192		/* recently evicted pages remembered */
 #define REFAULT_WINDOW_NS 1000000000ull
 /* A handler at the limit waits until the evictor makes room, finds the
@@ -69,10 +74,12 @@ struct evictor {
 	_Atomic bool warned_full, warned_thrash;
 	void *staging;			/* BATCH registered pages MOVEs land in */
 	int pidfd;			/* this process, for process_madvise */
+	int memfd;			/* /proc/self/mem, or -1 */
 	uint64_t limit, high, low;	/* bytes */
 	uintptr_t hand;			/* address the sweep resumes at */
 	struct ghost ghosts[GHOSTS];
 	struct zap_batch zap;		/* the evictor thread's */
+	char copy[PAGE_SIZE];		/* a page read to be kept */
 	/* Thrashing detection over one-second windows. */
 	_Atomic uint64_t win_start, win_swapins, win_refaults;
 };
@@ -377,6 +384,38 @@ static int stored_entry(struct upg_runtime *rt, struct upg_region *r,
 }
 
 /*
+ * A clean file page read at random, about to be dropped: keep a compressed
+ * copy of it in the store's RAM tier, which a later fault decompresses
+ * instead of reading the file, so a budget holds more of a random working
+ * set than the kernel's page cache would.  The store drops the copy when
+ * its tier needs room (file_copy_drop).  The page is read through
+ * /proc/self/mem, which fails (EIO) on a page that is not there instead of
+ * faulting into our own handlers; it cannot change meanwhile: it is
+ * write-protected and its entry is ours (BUSY) until the batch's zap.
+ * Where pages do not compress, the tries are spaced out.
+ */
+static void keep_copy(struct upg_runtime *rt, struct evictor *ev,
+		      struct upg_region *r, _Atomic pte_t *e, void *addr,
+		      pte_t *val)
+{
+	uint64_t handle;
+	int rc;
+
+	if (ev->memfd < 0 || (r->copy_refusals >= COPY_REFUSALS &&
+			      r->copy_skips++ % COPY_RETRY))
+		return;
+	if (pread(ev->memfd, ev->copy, PAGE_SIZE, (off_t)(uintptr_t)addr) !=
+	    PAGE_SIZE)
+		return;
+	rc = store_put_copy(rt->store, ev->copy, (void *)e, &handle);
+	r->copy_refusals = rc == -E2BIG ? r->copy_refusals + 1 : 0;
+	if (rc)
+		return;
+	*val = pte_make(PTE_STORED, PTE_FILECOPY, handle);
+	COUNT(r, file_pages_kept, 1);
+}
+
+/*
  * A page shared copy-on-write with a forked child cannot be moved out (MOVE
  * wants it exclusive; a DMA-pinned page is never shared, fork copies those).
  * Copy it instead: write-protect it, so that a write now faults and waits
@@ -431,6 +470,8 @@ static int evict_one(struct upg_runtime *rt, struct upg_region *r,
 	if (r->file) {
 		switch (file_evict(r, idx, old, slot, &val)) {
 		case FILE_EVICT_CLEAN:
+			if (old & PTE_RANDOM)
+				keep_copy(rt, rt->evictor, r, e, addr, &val);
 			zap_add(zb, r, e, addr, val, false);
 			return 1;
 		case FILE_EVICT_GONE:
@@ -579,6 +620,10 @@ int evictor_start(struct upg_runtime *rt)
 	pthread_cond_init(&ev->wake, NULL);
 	pthread_cond_init(&ev->progress, NULL);
 	ev->pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+	ev->memfd = open("/proc/self/mem", O_RDONLY | O_CLOEXEC);
+	if (ev->memfd < 0)
+		log_info("no /proc/self/mem (%s): clean file pages are not "
+			 "kept compressed", strerror(errno));
 	/* Wake early and evict well below the limit, so the evictor works
 	 * ahead of the faults and they seldom wait for it. */
 	ev->limit = limit;
@@ -611,6 +656,8 @@ fail_map:
 fail:
 	if (ev->pidfd >= 0)
 		close(ev->pidfd);
+	if (ev->memfd >= 0)
+		close(ev->memfd);
 	mem_free(ev, sizeof(*ev));
 	log_error("cannot start the evictor: %s", strerror(-err));
 	return err;
@@ -633,6 +680,8 @@ void evictor_stop(struct upg_runtime *rt)
 	pthread_cond_destroy(&ev->progress);
 	if (ev->pidfd >= 0)
 		close(ev->pidfd);
+	if (ev->memfd >= 0)
+		close(ev->memfd);
 	pthread_mutex_destroy(&ev->lock);
 	rt->evictor = NULL;
 	mem_free(ev, sizeof(*ev));

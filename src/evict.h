@@ -2,7 +2,7 @@
 /*
  * The memory budget and the evictor.
  *
- * usage = resident managed pages + the store's compressed RAM tier.  An
+ * usage = resident managed pages + the memory of the store's RAM tier.  An
  * evictor thread wakes when usage passes the high watermark and evicts to
  * the low one.  Faults never wait for it unless usage is at the limit
  * itself; then the faulting page waits (bounded) for room, and if none

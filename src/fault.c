@@ -280,6 +280,15 @@ static int swap_install(struct upg_region *r, uint64_t idx, _Atomic pte_t *e,
 	hot = ghost_is_refault(rt, (uintptr_t)addr) ? PTE_AGE_HOT : 0;
 	region_add_resident(r, 1);
 	COUNT(r, pages_filled, 1);
+	if (old & PTE_FILECOPY) {
+		/* The file backs it again: the copy's RAM is given back
+		 * (it is taken anew if the page is evicted clean again). */
+		store_free(rt->store, handle);
+		COUNT(r, file_copy_hits, 1);
+		pte_unlock(e, pte_make(PTE_RESIDENT, PTE_CACHED | PTE_RANDOM |
+						     PTE_REF | hot, 0));
+		return 0;
+	}
 	if (!r->wp) {
 		/* Writes cannot be seen: the copy may go stale at once. */
 		store_free(rt->store, handle);
@@ -307,6 +316,16 @@ static int swap_in_one(struct handler *h, struct upg_region *r, uint64_t idx,
 	}
 	rc = store_get(rt->store, pte_payload(old), h->bounce, &from_disk);
 	*kind = from_disk ? UPG_FAULT_SWAPIN_DISK : UPG_FAULT_SWAPIN_RAM;
+	if (rc < 0 && (old & PTE_FILECOPY)) {
+		/* Only a copy was lost: the file still has the page. */
+		log_warn("compressed copy of the file page at %p unreadable "
+			 "(%s): reading the file", page_addr(r, idx),
+			 strerror(-rc));
+		store_free(rt->store, pte_payload(old));
+		*kind = UPG_FAULT_FILE;
+		return file_fault(&h->fio, r, idx, e, pte_make(PTE_FILE, 0, 0),
+				  false);
+	}
 	if (rc < 0)
 		return swap_lost(r, idx, e, old, rc);
 	return swap_install(r, idx, e, old, h->bounce);
@@ -323,7 +342,9 @@ static unsigned lock_stored(struct upg_region *r, uint64_t idx, unsigned n,
 		e[k] = pt_entry(&r->pt, idx + k, false);
 		if (!e[k] || !pte_trylock(e[k], &old[k]))
 			break;
-		if (pte_state(old[k]) != PTE_STORED) {
+		/* A file page's copy is checked against the file first. */
+		if (pte_state(old[k]) != PTE_STORED ||
+		    (old[k] & PTE_FILECOPY)) {
 			pte_unlock(e[k], old[k]);
 			break;
 		}
@@ -346,7 +367,8 @@ static int swap_in(struct handler *h, struct upg_region *r, uint64_t idx,
 	int res[FILL_MAX_PAGES], rc;
 	bool seq;
 	uint32_t w = seq_window(&r->seq_read, idx, 1, FILL_MAX_PAGES, &seq);
-	unsigned n = seq ? lock_stored(r, idx, w, ents, olds) : 1;
+	unsigned n = seq && !(old & PTE_FILECOPY)
+			     ? lock_stored(r, idx, w, ents, olds) : 1;
 
 	seq_advance(&r->seq_read, idx + n);
 	if (n > 1 && !budget_charge(r->rt, n)) {
@@ -501,6 +523,11 @@ static enum resolve_result resolve(struct handler *h, struct upg_region *r,
 	e = pt_entry(&r->pt, idx, true);
 	if (!e || !pte_trylock(e, &old))
 		return DEFER;	/* no memory for a leaf yet, or BUSY */
+	if ((old & PTE_FILECOPY) && !file_copy_fresh(r, idx)) {
+		/* Truncated under the copy: the file says what is there. */
+		store_free(rt->store, pte_payload(old));
+		old = pte_make(PTE_FILE, 0, 0);
+	}
 	if (file_serves(r, old)) {
 		kind = UPG_FAULT_FILE;
 		rc = file_fault(&h->fio, r, idx, e, old, write);

@@ -80,6 +80,7 @@ struct win {
 	size_t io_len;		/* bytes read, a multiple of the block */
 	size_t skip;		/* bytes of buf before page idx */
 	bool write;		/* the fault at idx is a write */
+	bool random;		/* a one-page window: no read-ahead */
 	uint64_t installed;
 	bool idx_installed;
 };
@@ -222,7 +223,8 @@ static void install(struct win *w, uint64_t p, uint64_t cnt, bool clean)
 
 	for (uint64_t q = p; q < p + cnt; q++) {
 		uint64_t flags = (clean ? PTE_CACHED : PTE_DIRTY) |
-				 (q == w->idx ? PTE_REF : 0);
+				 (q == w->idx ? PTE_REF : 0) |
+				 (clean && w->random ? PTE_RANDOM : 0);
 
 		unlock_page(r, q, ok ? pte_make(PTE_RESIDENT, flags, 0)
 				     : w->fio->old[q - w->idx]);
@@ -424,6 +426,7 @@ int file_fault(struct file_io **fiop, struct upg_region *r, uint64_t idx,
 {
 	struct win w = { .r = r, .idx = idx, .write = write };
 	void *addr = page_addr(r, idx);
+	uint32_t ra;
 
 	if (!*fiop)
 		*fiop = fio_create();
@@ -435,7 +438,9 @@ int file_fault(struct file_io **fiop, struct upg_region *r, uint64_t idx,
 	w.fio = *fiop;
 	if (pte_state(old) == PTE_FILE)
 		ghost_is_refault(r->rt, (uintptr_t)addr);
-	w.n = lock_window(w.fio, r, idx, old, ra_window(r, idx));
+	ra = ra_window(r, idx);
+	w.random = ra == 1;
+	w.n = lock_window(w.fio, r, idx, old, ra);
 	atomic_store_explicit(&r->seq_read.next, idx + w.n,
 			      memory_order_relaxed);
 	if (!charge(&w)) {
@@ -492,6 +497,28 @@ static void warn_write(struct upg_region *r, int err)
 		log_error("writing back a page of the file region at %p "
 			  "failed: %s; the page stays dirty",
 			  (void *)r->start, strerror(-err));
+}
+
+bool file_copy_drop(void *owner, uint64_t handle)
+{
+	_Atomic pte_t *e = owner;
+	pte_t old = atomic_load_explicit(e, memory_order_acquire);
+
+	do {
+		/* BUSY: being faulted in or torn down; it stays. */
+		if (pte_state(old) != PTE_STORED || !(old & PTE_FILECOPY) ||
+		    (old & PTE_BUSY) || pte_payload(old) != handle)
+			return false;
+	} while (!pte_cas(e, &old, pte_make(PTE_FILE, 0, 0)));
+	return true;
+}
+
+bool file_copy_fresh(const struct upg_region *r, uint64_t idx)
+{
+	uint64_t end = r->file->off + ((idx + 1) << PAGE_SHIFT);
+	struct stat st;
+
+	return fstat(r->file->fd, &st) == 0 && end <= (uint64_t)st.st_size;
 }
 
 enum file_evict_result file_evict(struct upg_region *r, uint64_t idx,

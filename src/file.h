@@ -19,7 +19,14 @@
  *                        meanwhile clears CACHED (wp_fault), so the sync
  *                        knows not to call the page clean;
  *   STORED, ZERO         private regions only: written pages evicted to the
- *                        store (ZERO: evicted all-zero).
+ *                        store (ZERO: evicted all-zero);
+ *   STORED|FILECOPY      a clean page read at random (installed RANDOM)
+ *                        and evicted: a compressed copy of the file's page
+ *                        in the store's RAM tier, which the store drops
+ *                        (the entry reads FILE again) when it needs room.
+ *                        Served by a swap-in, after a check that the file
+ *                        still covers the page; the copy goes on the
+ *                        swap-in (the page is again RESIDENT|CACHED).
  */
 #ifndef UPAGER_FILE_H
 #define UPAGER_FILE_H
@@ -59,13 +66,24 @@ enum file_evict_result {
 
 /*
  * Evictor thread, entry locked (value old): say a clean page can go (the
- * caller zaps it with its batch: one TLB flush for many), or write a
- * dirty page of a shared region back to the file through the registered
- * staging page (so no write can land meanwhile).  Counts what it did,
+ * caller zaps it with its batch: one TLB flush for many, and may keep a
+ * compressed copy of it first), or write a dirty page of a shared region
+ * back to the file through the registered staging page (so no write can
+ * land meanwhile).  Counts what it did,
  * except a clean page: the batch counts it when it zaps it.
  */
 enum file_evict_result file_evict(struct upg_region *r, uint64_t idx,
 				  pte_t old, void *staging, pte_t *val);
+
+/* The store's drop function (store_config.drop): the entry `owner` lets
+ * go of its compressed copy `handle` and reads FILE again, unless it is
+ * busy or names something else now. */
+bool file_copy_drop(void *owner, uint64_t handle);
+
+/* May the compressed copy of page idx still be served?  Not when the file
+ * was truncated below the page's end: the page is read again (SIGBUS past
+ * the new end, the zero padding of a new last page). */
+bool file_copy_fresh(const struct upg_region *r, uint64_t idx);
 
 /* upg_region_destroy, region still linked: write back dirty pages. */
 void file_flush(struct upg_region *r);

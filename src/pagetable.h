@@ -46,6 +46,12 @@ enum pte_state {
 #define PTE_AGE_SHIFT	11
 #define PTE_AGE_MASK	(UINT64_C(3) << PTE_AGE_SHIFT)
 #define PTE_AGE_HOT	PTE_AGE_MASK
+/* File regions (file.h): a page read at random, whose clean copy is worth
+ * keeping compressed when it is evicted; and, on a STORED entry, that the
+ * object is such a copy of the file's page, which the store may drop (the
+ * entry then reads FILE). */
+#define PTE_RANDOM	(UINT64_C(1) << 13)
+#define PTE_FILECOPY	(UINT64_C(1) << 14)
 
 #define PTE_STATE_MASK	UINT64_C(0xf)
 #define PTE_FLAGS_MASK	UINT64_C(0xfff0)

@@ -220,14 +220,19 @@ static bool holds_handle(pte_t e)
 		pte_payload(e));
 }
 
+/* Exchanged, not read: the store may be dropping a copy an entry names
+ * (file_copy_drop), and exactly one of the two must let go of it. */
 static int release_leaf(uint64_t first, _Atomic pte_t *leaf, void *arg)
 {
 	struct store *st = arg;
 
 	(void)first;
-	for (unsigned i = 0; i < PT_FANOUT; i++)
-		if (holds_handle(leaf[i]))
-			store_free(st, pte_payload(leaf[i]));
+	for (unsigned i = 0; i < PT_FANOUT; i++) {
+		pte_t e = atomic_exchange(&leaf[i], PTE_EMPTY);
+
+		if (holds_handle(e))
+			store_free(st, pte_payload(e));
+	}
 	return 0;
 }
 

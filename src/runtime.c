@@ -9,6 +9,7 @@
 
 #include "config.h"
 #include "evict.h"
+#include "file.h"
 #include "log.h"
 #include "mem.h"
 #include "pagemap.h"
@@ -110,6 +111,7 @@ int store_start(struct upg_runtime *rt)
 		.ram_limit = rt->opts.mem_limit / 100 * rt->opts.ram_tier,
 		.swap_dir = rt->swap_dir,
 		.swap_size = rt->opts.swap_size,
+		.drop = file_copy_drop,
 	};
 	int err;
 

@@ -57,6 +57,9 @@ struct upg_region {
 	struct counters ctr;
 	struct seq_state seq_read, seq_write;
 	struct region_snap snap;	/* snapshot.h */
+	/* Evictor only: clean file pages that did not compress enough to be
+	 * kept in a row, and evictions since (evict.c, keep_copy). */
+	uint32_t copy_refusals, copy_skips;
 	struct upg_region *recycle_next;
 };
 

@@ -114,6 +114,8 @@ void counters_export(const struct counters *c, struct upg_stats *st)
 	st->file_readahead = LOAD(c->file_readahead);
 	st->file_pages_written = LOAD(c->file_pages_written);
 	st->file_past_eof = LOAD(c->file_past_eof);
+	st->file_pages_kept = LOAD(c->file_pages_kept);
+	st->file_copy_hits = LOAD(c->file_copy_hits);
 }
 
 /* A bounded appender: formatting never overruns, the length is kept. */
@@ -146,7 +148,7 @@ __attribute__((format(printf, 2, 3))) static void put(struct out *o,
 	X(refaults) X(over_budget) X(poisoned) X(snapshots)                 \
 	X(snapshot_pages) X(snapshot_preserved) X(snapshot_shared)            \
 	X(file_pages_read) X(file_readahead) X(file_pages_written)            \
-	X(file_past_eof)
+	X(file_past_eof) X(file_pages_kept) X(file_copy_hits)
 
 static double ratio(const struct upg_stats *st)
 {

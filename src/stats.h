@@ -40,6 +40,7 @@ struct counters {
 	_Atomic uint64_t snapshot_preserved, snapshot_shared;
 	_Atomic uint64_t file_pages_read, file_readahead;
 	_Atomic uint64_t file_pages_written, file_past_eof;
+	_Atomic uint64_t file_pages_kept, file_copy_hits;
 };
 
 static inline void counter_add(_Atomic uint64_t *c, uint64_t n)

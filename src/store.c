@@ -79,6 +79,8 @@ struct obj {
 	uint32_t refs;		/* 0: free */
 	uint16_t len;		/* stored bytes; PAGE_SIZE: raw */
 	uint16_t gen;		/* bumped when freed, so stale handles fail */
+	void *owner;		/* a copy (store_put_copy): whom to ask before
+				 * dropping it; NULL: kept until freed */
 };
 
 struct seg {
@@ -99,6 +101,7 @@ struct store {
 	int fd;
 	struct io *io;
 	struct codec *codec;
+	bool (*drop)(void *owner, uint64_t handle);
 
 	struct obj **dir;	/* object table chunks */
 	uint32_t nidx;		/* indices handed out (0 is never used) */
@@ -115,6 +118,7 @@ struct store {
 
 	uint64_t objects, bytes_in, bytes_stored, raw_pages;
 	uint64_t ram_bytes, disk_bytes, file_bytes, compactions;
+	uint64_t copies, dropped;
 	_Atomic uint64_t reads_ram, reads_disk, io_errors, checksum_errors;
 
 	char scratch[CODEC_RAW_LIMIT];	/* compressed output (put_lock) */
@@ -203,9 +207,19 @@ static void obj_del(struct store *st, uint32_t idx)
 	struct obj *o = obj_at(st, idx);
 
 	o->refs = 0;
+	o->owner = NULL;
 	o->gen++;
 	o->seg = st->free_idx;
 	st->free_idx = idx;
+}
+
+/* The last reference to live object idx is gone (its bytes already
+ * taken off its segment).  lock held for writing. */
+static void obj_forget(struct store *st, uint32_t idx)
+{
+	st->objects--;
+	st->copies -= obj_at(st, idx)->owner != NULL;
+	obj_del(st, idx);
 }
 
 /* ---- segments and slots (lock) ----------------------------------------- */
@@ -482,15 +496,40 @@ static long dopen_room(struct store *st, size_t len)
 	return -ENOSPC;
 }
 
+/*
+ * A copy about to leave its segment is dropped instead, if its owner lets
+ * go (the owner then names the file, not the handle).  Only while it has
+ * one reference: store_ref makes an object a keeper.  The owner's answer
+ * and the object's end are one step under the lock, so a store_free
+ * racing with it finds either a live object or none.  True if dropped.
+ */
+static bool drop_copy(struct store *st, uint32_t id, uint32_t idx)
+{
+	struct obj *o = obj_at(st, idx);
+	bool dropped;
+
+	wrlock(st);
+	dropped = o->refs == 1 && o->seg == id && o->owner &&
+		  st->drop(o->owner, (uint64_t)o->gen << 32 | idx);
+	if (dropped) {
+		live_add(st, seg_of(st, id), -(int64_t)o->len);
+		obj_forget(st, idx);
+		st->dropped++;
+	}
+	unlock(st);
+	return dropped;
+}
+
 /* Copy object idx, if it still lives in segment `id` (whose contents are at
- * `src`), into dopen, without decompressing it. */
+ * `src`), into dopen, without decompressing it; a copy its owner lets go
+ * of is dropped instead. */
 static int migrate_obj(struct store *st, uint32_t id, const char *src,
 		       uint32_t idx)
 {
 	struct obj *o = obj_at(st, idx);
 	uint32_t off, len;
 	struct seg *d;
-	bool live;
+	bool live, copy;
 	long pos;
 	int err;
 
@@ -499,10 +538,11 @@ static int migrate_obj(struct store *st, uint32_t id, const char *src,
 	 * freed meanwhile: checked again when publishing. */
 	rdlock(st);
 	live = o->refs && o->seg == id;
+	copy = o->owner != NULL;
 	off = o->off;
 	len = o->len;
 	unlock(st);
-	if (!live)
+	if (!live || (copy && drop_copy(st, id, idx)))
 		return 0;
 	pos = dopen_room(st, len);
 	if (pos < 0)
@@ -683,7 +723,11 @@ static long open_room(struct store *st, size_t len)
 
 /* ---- the API ------------------------------------------------------------- */
 
-int store_put(struct store *st, const void *page, uint64_t *handle)
+/* A copy is worth its RAM only when it takes at most half a page. */
+#define COPY_MAX_LEN (PAGE_SIZE / 2)
+
+static int put(struct store *st, const void *page, void *owner,
+	       uint64_t *handle)
 {
 	size_t len;
 	const void *src;
@@ -694,6 +738,10 @@ int store_put(struct store *st, const void *page, uint64_t *handle)
 
 	pthread_mutex_lock(&st->put_lock);
 	len = codec_compress(st->codec, page, st->scratch);
+	if (owner && (len == 0 || len > COPY_MAX_LEN)) {
+		err = -E2BIG;
+		goto out;
+	}
 	src = len ? st->scratch : page;
 	len = len ? len : PAGE_SIZE;
 	csum = codec_checksum(src, len, 0);
@@ -715,8 +763,10 @@ int store_put(struct store *st, const void *page, uint64_t *handle)
 		o->refs = 1;
 		o->len = (uint16_t)len;
 		o->csum = csum;
+		o->owner = owner;
 		obj_place(st, idx, st->open, pos);
 		st->objects++;
+		st->copies += owner != NULL;
 		st->bytes_in += PAGE_SIZE;
 		st->bytes_stored += len;
 		st->raw_pages += len == PAGE_SIZE;
@@ -726,6 +776,19 @@ int store_put(struct store *st, const void *page, uint64_t *handle)
 out:
 	pthread_mutex_unlock(&st->put_lock);
 	return err;
+}
+
+int store_put(struct store *st, const void *page, uint64_t *handle)
+{
+	return put(st, page, NULL, handle);
+}
+
+int store_put_copy(struct store *st, const void *page, void *owner,
+		   uint64_t *handle)
+{
+	if (!st->drop || !st->ram_cap || !owner)
+		return -EOPNOTSUPP;
+	return put(st, page, owner, handle);
 }
 
 /* Check and decode a stored object into `page`. */
@@ -913,6 +976,11 @@ void store_ref(struct store *st, uint64_t handle)
 	o = obj_lookup(st, handle);
 	if (o && o->refs < UINT32_MAX)
 		o->refs++;
+	if (o && o->owner) {
+		/* Shared now: its owner is no longer the only one to ask. */
+		o->owner = NULL;
+		st->copies--;
+	}
 	unlock(st);
 	if (!o)
 		log_warn("store: ref of bad handle %#llx",
@@ -929,12 +997,11 @@ void store_free(struct store *st, uint64_t handle)
 	if (o && --o->refs == 0) {
 		s = seg_of(st, o->seg);
 		live_add(st, s, -(int64_t)o->len);
-		st->objects--;
 		/* Open, dopen and busy segments belong to the put path. */
 		if (s->live == 0 && (s->state == SEG_RAM ||
 				     s->state == SEG_DISK))
 			seg_release(st, o->seg);
-		obj_del(st, (uint32_t)handle);
+		obj_forget(st, (uint32_t)handle);
 	}
 	unlock(st);
 	if (!o)
@@ -944,9 +1011,16 @@ void store_free(struct store *st, uint64_t handle)
 
 uint64_t store_ram_bytes(struct store *st)
 {
-	/* Updated under the store lock; a torn-free relaxed read is all the
-	 * budget check needs. */
-	return __atomic_load_n(&st->ram_bytes, __ATOMIC_RELAXED);
+	/* Updated under the store lock; torn-free relaxed reads are all the
+	 * budget check needs.  The segments' memory, not only their live
+	 * bytes: objects freed (a page written, a copy faulted back) leave
+	 * holes that stay allocated until the segment leaves the RAM tier. */
+	uint64_t live = __atomic_load_n(&st->ram_bytes, __ATOMIC_RELAXED);
+	uint64_t held = __atomic_load_n(&st->fifo_count, __ATOMIC_RELAXED) +
+			(__atomic_load_n(&st->open, __ATOMIC_RELAXED) !=
+			 SEG_NONE);
+
+	return MAX(live, held * SEG_SIZE);
 }
 
 void store_get_stats(struct store *st, struct store_stats *out)
@@ -963,6 +1037,8 @@ void store_get_stats(struct store *st, struct store_stats *out)
 		.reads_ram = atomic_load(&st->reads_ram),
 		.reads_disk = atomic_load(&st->reads_disk),
 		.compactions = st->compactions,
+		.copies = st->copies,
+		.dropped = st->dropped,
 		.io_errors = atomic_load(&st->io_errors),
 		.checksum_errors = atomic_load(&st->checksum_errors),
 	};
@@ -1101,6 +1177,7 @@ int store_create(const struct store_config *cfg, struct store **out)
 	pthread_rwlock_init(&st->lock, &attr);
 	pthread_rwlockattr_destroy(&attr);
 	st->fd = -1;
+	st->drop = cfg->drop;
 
 	err = codec_create(cfg->codec, &st->codec);
 	if (!err)

@@ -35,6 +35,11 @@ struct store_config {
 				 * to disk; 0 = no RAM tier (straight to disk) */
 	const char *swap_dir;	/* directory for the O_TMPFILE swap file */
 	uint64_t swap_size;	/* bound of the swap file in bytes */
+	/* Asked, with the store's lock held, before a copy (store_put_copy)
+	 * is dropped: true if `owner` let go of `handle` (it no longer names
+	 * it anywhere; the store then reclaims it without a store_free).
+	 * Must not call the store.  NULL: no copies. */
+	bool (*drop)(void *owner, uint64_t handle);
 };
 
 struct store_stats {
@@ -47,6 +52,8 @@ struct store_stats {
 	uint64_t file_bytes;	/* size of the swap file now */
 	uint64_t reads_ram, reads_disk;
 	uint64_t compactions;
+	uint64_t copies;	/* live objects put with store_put_copy */
+	uint64_t dropped;	/* copies dropped (cumulative) */
 	uint64_t io_errors, checksum_errors;
 };
 
@@ -63,6 +70,18 @@ bool store_page_is_zero(const void *page);
  * limit: pages already stored stay readable from RAM, the write is retried
  * by the next store_put or store_flush. */
 int store_put(struct store *st, const void *page, uint64_t *handle);
+
+/*
+ * Store a page that can be had again elsewhere (a clean page of a file) as
+ * a copy: kept in the RAM tier while it has room, and when the tier
+ * overflows dropped rather than written to the swap file, if the config's
+ * drop(owner, handle) lets it go (a copy it refuses, or one shared with
+ * store_ref, is kept like any object).  -E2BIG when the page does not
+ * compress to half a page or less (not worth its RAM), -EOPNOTSUPP when
+ * the store has no RAM tier or no drop function, else as store_put.
+ */
+int store_put_copy(struct store *st, const void *page, void *owner,
+		   uint64_t *handle);
 
 /* Read the page of `handle` into the 4 KiB buffer `page`.  Sets *from_disk
  * (may be NULL) to whether it needed a read from the swap file.
@@ -91,8 +110,9 @@ void store_ref(struct store *st, uint64_t handle);
 void store_free(struct store *st, uint64_t handle);
 
 void store_get_stats(struct store *st, struct store_stats *out);
-/* Compressed bytes in the RAM tier now: cheap (one relaxed load), for the
- * budget check on every fault. */
+/* Memory the RAM tier holds now: its segments, holes left by freed
+ * objects included (at least the compressed bytes it holds).  Cheap
+ * (relaxed loads), for the budget check on every fault. */
 uint64_t store_ram_bytes(struct store *st);
 
 /* Test hooks (used by tests only). */

@@ -20,6 +20,7 @@
 
 #include "pagetable.h"
 #include "runtime.h"
+#include "store.h"
 #include "testlib.h"
 
 const bool test_needs_uffd = true;
@@ -32,10 +33,30 @@ struct tfile {
 	size_t npages;
 };
 
-/* A file of npages pages, page i stamped fill_page(i, tag), plus `tail`
- * bytes of page npages stamped the same way. */
-static void tfile_make(struct tfile *t, size_t npages, size_t tail,
-		       uint64_t tag)
+typedef void fill_fn(void *page, uint64_t pageno, uint64_t tag);
+
+/* A page that compresses about 30 to 1: its first 64 bytes stamped as
+ * fill_page stamps them, repeated. */
+static void fill_text(void *page, uint64_t pageno, uint64_t tag)
+{
+	uint64_t *w = page;
+
+	for (unsigned i = 0; i < TPAGE / 8; i++)
+		w[i] = pattern(pageno, tag, i % 8);
+}
+
+static bool check_text(const void *page, uint64_t pageno, uint64_t tag)
+{
+	char want[TPAGE];
+
+	fill_text(want, pageno, tag);
+	return memcmp(page, want, TPAGE) == 0;
+}
+
+/* A file of npages pages, page i stamped fill(i, tag), plus `tail` bytes
+ * of page npages stamped the same way. */
+static void tfile_fill(struct tfile *t, size_t npages, size_t tail,
+		       uint64_t tag, fill_fn *fill)
 {
 	char page[TPAGE];
 
@@ -50,11 +71,17 @@ static void tfile_make(struct tfile *t, size_t npages, size_t tail,
 
 		if (len == 0)
 			break;
-		fill_page(page, i, tag);
+		fill(page, i, tag);
 		ck_assert_int_eq(pwrite(t->fd, page, len, (off_t)(i * TPAGE)),
 				 (ssize_t)len);
 	}
 	ck_assert_int_eq(fsync(t->fd), 0);
+}
+
+static void tfile_make(struct tfile *t, size_t npages, size_t tail,
+		       uint64_t tag)
+{
+	tfile_fill(t, npages, tail, tag, fill_page);
 }
 
 static void tfile_remove(struct tfile *t)
@@ -111,6 +138,143 @@ START_TEST(random_reads_beyond_budget)
 	ck_assert_uint_eq(st.file_pages_written, 0);
 	ck_assert_uint_eq(st.store_bytes_in, 0);
 	ck_assert_int_eq(upg_region_destroy(r), 0);
+	upg_runtime_destroy(rt);
+	tfile_remove(&t);
+}
+END_TEST
+
+/* Two threads reading pages of a region at random, checking each. */
+struct reader {
+	pthread_t thread;
+	const char *base;
+	size_t npages;
+	uint64_t seed;
+	unsigned n, bad;
+};
+
+static void *read_loop(void *arg)
+{
+	struct reader *rd = arg;
+
+	for (unsigned k = 0; k < rd->n; k++) {
+		size_t i = rnd(&rd->seed) % rd->npages;
+
+		rd->bad += !check_text(rd->base + i * TPAGE, i, 11);
+	}
+	return NULL;
+}
+
+/*
+ * A compressible file four times the budget, read at random by two
+ * threads: clean pages evicted leave compressed copies in the RAM tier,
+ * later faults are served from them, every byte exact, and the copies
+ * are never written to the swap file nor over the budget.
+ */
+START_TEST(random_reads_keep_copies)
+{
+	const uint64_t budget = 4 * MIB;
+	struct upg_runtime *rt = test_runtime(2, budget);
+	struct reader rd[2];
+	struct tfile t;
+	struct upg_region *r;
+	struct upg_stats st;
+	char *p;
+
+	tfile_fill(&t, 4 * budget / TPAGE, 0, 11, fill_text);
+	p = map(rt, &t, 0, t.npages * TPAGE, UPG_FILE_READONLY, &r);
+	for (unsigned k = 0; k < 2; k++) {
+		rd[k] = (struct reader){ .base = p, .npages = t.npages,
+					 .seed = 77 + k, .n = 10000 };
+		ck_assert_int_eq(pthread_create(&rd[k].thread, NULL,
+						read_loop, &rd[k]), 0);
+	}
+	for (unsigned k = 0; k < 2; k++) {
+		pthread_join(rd[k].thread, NULL);
+		ck_assert_uint_eq(rd[k].bad, 0);
+	}
+	st = test_stats(rt);
+	ck_assert_uint_gt(st.file_pages_kept, 1000);
+	ck_assert_uint_gt(st.file_copy_hits, 1000);
+	/* A copy comes back as a swap-in. */
+	ck_assert_uint_ge(st.faults[UPG_FAULT_SWAPIN_RAM] +
+				  st.faults[UPG_FAULT_SWAPIN_DISK],
+			  st.file_copy_hits);
+	ck_assert_uint_eq(st.store_disk_bytes, 0);
+	ck_assert_uint_eq(st.evictions_dirty, 0);
+	ck_assert_uint_le(st.pages_resident * TPAGE + st.store_ram_bytes,
+			  budget);
+	ck_assert_uint_le(test_resident_pages(p, t.npages) * TPAGE, budget);
+	/* Scanned pages are not worth a copy: one read, then gone. */
+	ck_assert_int_eq(upg_region_destroy(r), 0);
+	st = test_stats(rt);
+	p = map(rt, &t, 0, t.npages * TPAGE, UPG_FILE_READONLY, &r);
+	for (size_t i = 0; i < t.npages; i++)
+		ck_assert_msg(check_text(p + i * TPAGE, i, 11), "page %zu", i);
+	ck_assert_uint_le(test_stats(rt).file_pages_kept - st.file_pages_kept,
+			  8);
+	ck_assert_uint_gt(test_stats(rt).evictions_clean - st.evictions_clean,
+			  t.npages / 2);
+	ck_assert_int_eq(upg_region_destroy(r), 0);
+	upg_runtime_destroy(rt);
+	tfile_remove(&t);
+}
+END_TEST
+
+/* Kept copies of pages the file no longer covers are not served: past
+ * the new end SIGBUS, the new last page read again and zero-padded; a
+ * corrupt copy is read from the file instead. */
+START_TEST(truncated_under_copies)
+{
+	const size_t npages = 1024, keep = 512;
+	struct upg_runtime *rt = test_runtime(1, 1 * MIB);
+	struct tfile t;
+	struct upg_region *r;
+	size_t past = 0, below = 0;
+	char page[TPAGE], *p;
+	uint64_t seed = 5;
+
+	tfile_fill(&t, npages, 0, 12, fill_text);
+	p = map(rt, &t, 0, npages * TPAGE, UPG_FILE_PRIVATE, &r);
+	for (unsigned k = 0; k < 4 * npages; k++) {
+		size_t i = rnd(&seed) % npages;
+
+		ck_assert(check_text(p + i * TPAGE, i, 12));
+	}
+	/* Copies on both sides of the coming end. */
+	for (size_t i = 0; i < npages; i++) {
+		pte_t e = pt_get(&r->pt, i);
+
+		if (pte_state(e) != PTE_STORED || !(e & PTE_FILECOPY))
+			continue;
+		if (i > keep && !past)
+			past = i;
+		if (i < keep)
+			below = i;
+	}
+	ck_assert_msg(past && below, "no copies kept (past %zu below %zu)",
+		      past, below);
+	/* A copy found corrupt is not served, nor is its page lost: the
+	 * file still has it. */
+	ck_assert_int_eq(store_corrupt(rt->store,
+				       pte_payload(pt_get(&r->pt, below))), 0);
+	ck_assert(check_text(p + below * TPAGE, below, 12));
+	ck_assert_uint_eq(test_stats(rt).poisoned, 0);
+	below = 0;
+	for (size_t i = 0; i < keep; i++) {
+		pte_t e = pt_get(&r->pt, i);
+
+		if (pte_state(e) == PTE_STORED && (e & PTE_FILECOPY))
+			below = i;
+	}
+	ck_assert(below);
+	ck_assert_int_eq(ftruncate(t.fd, (off_t)(keep * TPAGE + 10)), 0);
+	ck_assert(touch_bus(p + past * TPAGE));
+	ck_assert_uint_eq(test_stats(rt).file_past_eof, 1);
+	ck_assert(check_text(p + below * TPAGE, below, 12));
+	fill_text(page, keep, 12);
+	ck_assert_int_eq(memcmp(p + keep * TPAGE, page, 10), 0);
+	for (size_t i = 10; i < TPAGE; i++)
+		ck_assert_int_eq(p[keep * TPAGE + i], 0);
 	upg_runtime_destroy(rt);
 	tfile_remove(&t);
 }
@@ -506,6 +670,8 @@ Suite *make_suite(void)
 	Suite *s = suite_create("file");
 
 	ADD_TEST(s, random_reads_beyond_budget, 120);
+	ADD_TEST(s, random_reads_keep_copies, 120);
+	ADD_TEST(s, truncated_under_copies, 60);
 	ADD_TEST(s, read_ahead_follows_advice, 120);
 	ADD_TEST(s, end_of_file_zero_padded, 60);
 	ADD_TEST(s, truncated_file_sigbus, 60);

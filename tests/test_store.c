@@ -311,6 +311,120 @@ START_TEST(test_refcount)
 }
 END_TEST
 
+/* ---- copies -------------------------------------------------------------- */
+
+/* The owners of copies: slot i names copy i's handle until it lets go. */
+#define NCOPIES 1500
+#define REFUSER 7	/* this owner never lets go */
+#define NOTHER 5000	/* ordinary pages put after the copies */
+
+static _Atomic uint64_t copy_slot[NCOPIES];
+static atomic_int drops_asked;
+
+static bool drop_copy(void *owner, uint64_t handle)
+{
+	_Atomic uint64_t *slot = owner;
+	uint64_t want = handle;
+
+	atomic_fetch_add(&drops_asked, 1);
+	if (slot == &copy_slot[REFUSER])
+		return false;
+	return atomic_compare_exchange_strong(slot, &want, 0);
+}
+
+static struct store *make_copy_store(uint64_t ram_limit)
+{
+	struct store_config cfg = {
+		.codec = UPG_CODEC_LZ4,
+		.ram_limit = ram_limit,
+		.swap_dir = swap_dir,
+		.swap_size = 64 * MiB,
+		.drop = drop_copy,
+	};
+	struct store *st = NULL;
+
+	ck_assert_int_eq(store_create(&cfg, &st), 0);
+	return st;
+}
+
+/*
+ * Copies stay in the RAM tier while it has room and are dropped, with
+ * their owner's consent, when it overflows: never written to the swap
+ * file, never read back as another page.  An owner that refuses, and a
+ * copy shared with store_ref, keep theirs readable (on disk if need be).
+ */
+START_TEST(test_copies)
+{
+	struct store *st = make_copy_store(4 * MiB), *plain;
+	uint8_t page[PAGE_SIZE];
+	uint64_t h[NCOPIES], other[NOTHER], dropped = 0;
+	struct store_stats s;
+
+	/* What a copy must be: compressible, in a store that can drop it. */
+	fill_page(page, K_RANDOM, 1);
+	ck_assert_int_eq(store_put_copy(st, page, &copy_slot[0], &h[0]),
+			 -E2BIG);
+	plain = make_store(UPG_CODEC_LZ4, 1 * MiB, 64 * MiB);
+	fill_page(page, K_MIXED, 1);
+	ck_assert_int_eq(store_put_copy(plain, page, &copy_slot[0], &h[0]),
+			 -EOPNOTSUPP);
+	store_destroy(plain);
+	plain = make_copy_store(0);
+	ck_assert_int_eq(store_put_copy(plain, page, &copy_slot[0], &h[0]),
+			 -EOPNOTSUPP);
+	store_destroy(plain);
+	ck_assert_uint_eq(stats(st).objects, 0);
+
+	for (int i = 0; i < NCOPIES; i++) {
+		fill_page(page, K_MIXED, (uint64_t)i);
+		ck_assert_int_eq(store_put_copy(st, page, &copy_slot[i], &h[i]),
+				 0);
+		atomic_store(&copy_slot[i], h[i]);
+	}
+	ck_assert_uint_eq(stats(st).copies, NCOPIES);
+	ck_assert_int_eq(atomic_load(&drops_asked), 0);
+	store_ref(st, h[9]);		/* shared: a keeper now */
+	store_free(st, h[11]);		/* its owner let go first */
+	atomic_store(&copy_slot[11], 0);
+	/* Ordinary pages push the oldest segments out of the RAM tier. */
+	for (int i = 0; i < NOTHER; i++)
+		other[i] = put_ok(st, K_MIXED, 100000 + (uint64_t)i);
+	s = stats(st);
+	ck_assert_int_gt(atomic_load(&drops_asked), 0);
+	ck_assert_uint_le(s.ram_bytes, 4 * MiB + RAM_SLACK);
+	for (int i = 0; i < NCOPIES; i++) {
+		if (atomic_load(&copy_slot[i]) == 0 && i != 11) {
+			ck_assert_int_eq(store_get(st, h[i], page, NULL),
+					 -EINVAL);
+			dropped++;
+		} else if (i != 11) {
+			check_page(st, h[i], K_MIXED, (uint64_t)i, -1);
+		}
+	}
+	ck_assert_uint_eq(s.dropped, dropped);
+	ck_assert_uint_gt(dropped, NCOPIES / 2);
+	ck_assert_uint_eq(atomic_load(&copy_slot[REFUSER]), h[REFUSER]);
+	ck_assert_uint_eq(atomic_load(&copy_slot[9]), h[9]);
+	ck_assert_uint_eq(s.copies, NCOPIES - 2 - dropped);
+	/* The dropped copies' bytes are reclaimed, not written out. */
+	ck_assert_uint_lt(s.ram_bytes + s.disk_bytes, s.bytes_stored);
+	ck_assert_uint_eq(s.objects, NOTHER + NCOPIES - 1 - dropped);
+	for (int i = 0; i < NOTHER; i++)
+		check_page(st, other[i], K_MIXED, 100000 + (uint64_t)i, -1);
+	for (int i = 0; i < NCOPIES; i++)
+		if (atomic_load(&copy_slot[i]))
+			store_free(st, h[i]);
+	store_free(st, h[9]);		/* the reference store_ref took */
+	for (int i = 0; i < NOTHER; i++)
+		store_free(st, other[i]);
+	s = stats(st);
+	ck_assert_uint_eq(s.objects, 0);
+	ck_assert_uint_eq(s.copies, 0);
+	ck_assert_uint_eq(s.ram_bytes + s.disk_bytes, 0);
+	store_destroy(st);
+}
+END_TEST
+
 /* ---- concurrency --------------------------------------------------------- */
 
 #define CC_STABLE 3000
@@ -776,6 +890,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_spill);
 	tcase_add_test(tc, test_no_ram_tier);
 	tcase_add_test(tc, test_refcount);
+	tcase_add_test(tc, test_copies);
 	tcase_add_test(tc, test_concurrent);
 	tcase_add_test(tc, test_compaction_churn);
 	tcase_add_test(tc, test_enospc);
