@@ -94,7 +94,10 @@ struct upg_options {
 	int codec;		/* enum upg_codec (UPAGER_CODEC) */
 	int full_policy;	/* enum upg_full_policy (UPAGER_FULL_POLICY) */
 	int log_level;		/* enum upg_log_level (UPAGER_LOG) */
-	uint32_t fault_around;	/* pages mapped per zero-page read fault, 1..512
+	uint32_t fault_around;	/* never-touched pages made present around the
+				 * first touch of a 2 MiB block (the rest of
+				 * the block from its second touch on; fewer
+				 * near the budget), 1..512
 				 * (UPAGER_FAULT_AROUND) */
 	const char *stats_path;	/* where upg_runtime_destroy writes the stats:
 				 * NULL = nowhere, "stderr", or a file path
@@ -563,7 +566,12 @@ struct upg_stats {
 					 * RAM tier compressed, not dropped */
 	uint64_t file_copy_hits;	/* file faults served from such a
 					 * copy instead of the file */
-	uint64_t reserved[6];
+	uint64_t pages_reserved;	/* pages mapped to the zero page ahead
+					 * of their first write, charged to
+					 * the budget as if resident */
+	uint64_t reservations_reclaimed; /* ...of them, taken back unwritten
+					 * by the evictor */
+	uint64_t reserved[4];
 };
 
 /* Name of a fault kind ("zero_read", ...), or "?" if out of range. */

@@ -66,7 +66,9 @@ static const struct opt options[] = {
 	  "1: keep idle CPUs polling while upager runs (system-wide; a VM "
 	  "whose idle vCPUs halt wakes a handler far faster)" },
 	{ "UPAGER_FAULT_AROUND", OPT_UINT, FIELD(fault_around), 1, 512, NULL,
-	  "16", "pages mapped to the zero page per read fault" },
+	  "16", "never-touched pages made present around a block's first "
+	  "touch (the whole 2 MiB block from its second on; fewer near the "
+	  "budget)" },
 	{ "UPAGER_LOG", OPT_ENUM, FIELD(log_level), 0, 0, log_names, "warn",
 	  "log level" },
 	{ "UPAGER_STATS", OPT_STRING, FIELD(stats_path), 0, 0, NULL, "",

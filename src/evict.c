@@ -20,6 +20,7 @@
 #include "log.h"
 #include "mem.h"
 #include "pagemap.h"
+#include "reserve.h"
 #include "runtime.h"
 #include "store.h"
 #include "uffd.h"
@@ -57,7 +58,7 @@ struct zap_batch {
 	struct {
 		struct upg_region *r;
 		_Atomic pte_t *e;
-		pte_t val;
+		pte_t old, val;
 		bool dirty;	/* its contents were stored for the zap */
 	} page[BATCH];
 	unsigned n;
@@ -87,10 +88,22 @@ struct evictor {
 uint64_t budget_usage(struct upg_runtime *rt)
 {
 	int64_t pages = atomic_load_explicit(&rt->ctr.pages_resident,
+					     memory_order_relaxed) +
+			atomic_load_explicit(&rt->ctr.pages_reserved,
 					     memory_order_relaxed);
 
 	return (pages > 0 ? (uint64_t)pages << PAGE_SHIFT : 0) +
 	       (rt->store ? store_ram_bytes(rt->store) : 0);
+}
+
+uint64_t budget_headroom(struct upg_runtime *rt)
+{
+	uint64_t usage;
+
+	if (!rt->evictor)
+		return UINT64_MAX;
+	usage = budget_usage(rt);
+	return usage < rt->evictor->limit ? rt->evictor->limit - usage : 0;
 }
 
 static void kick(struct evictor *ev)
@@ -234,9 +247,10 @@ struct sweep {
 	bool second_chance;
 };
 
+/* Resident pages and reservations (a zero page moved out stores nothing). */
 static bool evictable(pte_t e)
 {
-	return pte_state(e) == PTE_RESIDENT &&
+	return (pte_state(e) == PTE_RESIDENT || pte_reserved(e)) &&
 	       !(e & (PTE_BUSY | PTE_PINNED));
 }
 
@@ -315,12 +329,13 @@ static void *page_of(struct upg_region *r, uint64_t idx)
 	return (void *)(r->start + (idx << PAGE_SHIFT));
 }
 
-/* The page left memory: publish its new entry and account for it. */
+/* The page whose entry was `old` left memory: publish its new entry and
+ * give back its charge. */
 static void retire(struct upg_runtime *rt, struct upg_region *r,
-		   _Atomic pte_t *e, void *addr, pte_t val)
+		   _Atomic pte_t *e, void *addr, pte_t old, pte_t val)
 {
 	pte_unlock(e, val);
-	region_add_resident(r, -1);
+	page_uncharge(r, old);
 	ghost_note_evicted(rt, (uintptr_t)addr);
 }
 
@@ -342,7 +357,7 @@ static void zap_flush(struct upg_runtime *rt, struct evictor *ev,
 		bool dirty = zb->page[i].dirty;
 
 		retire(rt, r, zb->page[i].e, zb->iov[i].iov_base,
-		       zb->page[i].val);
+		       zb->page[i].old, zb->page[i].val);
 		counter_add(dirty ? &r->ctr.evictions_dirty
 				  : &r->ctr.evictions_clean, 1);
 		counter_add(dirty ? &rt->ctr.evictions_dirty
@@ -352,11 +367,13 @@ static void zap_flush(struct upg_runtime *rt, struct evictor *ev,
 }
 
 static void zap_add(struct zap_batch *zb, struct upg_region *r,
-		    _Atomic pte_t *e, void *addr, pte_t val, bool dirty)
+		    _Atomic pte_t *e, void *addr, pte_t old, pte_t val,
+		    bool dirty)
 {
 	zb->iov[zb->n] = (struct iovec){ addr, PAGE_SIZE };
 	zb->page[zb->n].r = r;
 	zb->page[zb->n].e = e;
+	zb->page[zb->n].old = old;
 	zb->page[zb->n].val = val;
 	zb->page[zb->n++].dirty = dirty;
 }
@@ -442,7 +459,45 @@ static int evict_shared(struct upg_runtime *rt, struct upg_region *r,
 		pte_unlock(e, old);
 		return rc == -ENOSPC ? rc : 0;
 	}
-	zap_add(zb, r, e, addr, val, true);
+	zap_add(zb, r, e, addr, old, val, true);
+	return 1;
+}
+
+/*
+ * Take back a reservation: move the page out like any other, so that a
+ * write racing us either landed before the move (its page is stored) or
+ * faults after it and waits for the entry; what is still the zero page
+ * stores nothing and the entry reads zeros again.  Entry locked by the
+ * caller.  Returns as evict_one does.
+ */
+static int reclaim_reserved(struct upg_runtime *rt, struct upg_region *r,
+			    _Atomic pte_t *e, pte_t old, void *addr,
+			    void *slot)
+{
+	/* File regions and clones: EMPTY would read the file or snapshot. */
+	pte_t val = r->file || r->snap.origin ? pte_make(PTE_ZERO, 0, 0)
+					      : PTE_EMPTY;
+	int rc = uffd_move(rt->uffd, slot, addr, PAGE_SIZE);
+
+	if (rc < 0 && rc != -ENOENT) {
+		pte_unlock(e, old);
+		return 0;
+	}
+	/* ENOENT: the program dropped it itself; it reads as zeros. */
+	if (rc == 0 && !store_page_is_zero(slot)) {
+		rc = stored_entry(rt, r, slot, &val);
+		if (rc < 0) {
+			uffd_copy(rt->uffd, addr, slot, PAGE_SIZE, r->wp);
+			pte_unlock(e, pte_make(PTE_RESIDENT, PTE_DIRTY, 0));
+			reserve_written(r);
+			return rc;
+		}
+		counter_add(&rt->ctr.evictions_dirty, 1);
+		counter_add(&r->ctr.evictions_dirty, 1);
+	} else {
+		COUNT(r, reservations_reclaimed, 1);
+	}
+	retire(rt, r, e, addr, old, val);
 	return 1;
 }
 
@@ -467,12 +522,14 @@ static int evict_one(struct upg_runtime *rt, struct upg_region *r,
 		pte_unlock(e, old);
 		return 0;
 	}
+	if (pte_reserved(old))
+		return reclaim_reserved(rt, r, e, old, addr, slot);
 	if (r->file) {
 		switch (file_evict(r, idx, old, slot, &val)) {
 		case FILE_EVICT_CLEAN:
 			if (old & PTE_RANDOM)
 				keep_copy(rt, rt->evictor, r, e, addr, &val);
-			zap_add(zb, r, e, addr, val, false);
+			zap_add(zb, r, e, addr, old, val, false);
 			return 1;
 		case FILE_EVICT_GONE:
 			goto gone;
@@ -487,7 +544,7 @@ static int evict_one(struct upg_runtime *rt, struct upg_region *r,
 		/* Clean: installed write-protected with its stored copy and
 		 * not written since (a write would have cleared CACHED under
 		 * BUSY first), so no write can land before the batch's zap. */
-		zap_add(zb, r, e, addr,
+		zap_add(zb, r, e, addr, old,
 			pte_make(PTE_STORED, 0, pte_payload(old)), false);
 		return 1;
 	}
@@ -519,7 +576,7 @@ static int evict_one(struct upg_runtime *rt, struct upg_region *r,
 	counter_add(&rt->ctr.evictions_dirty, 1);
 	counter_add(&r->ctr.evictions_dirty, 1);
 gone:
-	retire(rt, r, e, addr, val);
+	retire(rt, r, e, addr, old, val);
 	return 1;
 }
 
@@ -564,20 +621,20 @@ static void evict_round(struct upg_runtime *rt, struct evictor *ev)
 }
 
 /*
- * Pages first read (the zero page mapped) and later written are copied by
- * the kernel without a fault: count them from the hardware page table, at
- * every wake-up (each 20 ms at least), so that they weigh on the budget
- * before the next decision.  Only regions where some zero page was mapped
- * pay the scan: one written before it is read never needs it.  Caller
- * holds regions_lock for reading.
+ * Reservations (zero-mapped pages) written since are copied by the kernel
+ * without a fault: learn them from the hardware page table at every
+ * wake-up (each 20 ms at least), so the policy sees them as resident and
+ * written.  They weigh on the budget already, as reservations.  Only
+ * regions holding reservations pay the scan.  Caller holds regions_lock
+ * for reading.
  */
 static void sync_written(struct upg_runtime *rt)
 {
 	for (size_t i = 0; i < rt->nregions; i++) {
 		struct upg_region *r = rt->regions[i];
 
-		if (atomic_load_explicit(&r->ctr.pages_zero_mapped,
-					 memory_order_relaxed))
+		if (atomic_load_explicit(&r->ctr.pages_reserved,
+					 memory_order_relaxed) > 0)
 			region_sync_written(r);
 	}
 }

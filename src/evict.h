@@ -2,7 +2,8 @@
 /*
  * The memory budget and the evictor.
  *
- * usage = resident managed pages + the memory of the store's RAM tier.  An
+ * usage = resident managed pages + reservations (zero-mapped pages,
+ * reserve.h) + the memory of the store's RAM tier.  An
  * evictor thread wakes when usage passes the high watermark and evicts to
  * the low one.  Faults never wait for it unless usage is at the limit
  * itself; then the faulting page waits (bounded) for room, and if none
@@ -29,6 +30,8 @@ void evictor_stop(struct upg_runtime *rt);
 
 /* Bytes counted against the budget now. */
 uint64_t budget_usage(struct upg_runtime *rt);
+/* Bytes left below the limit (0 over it; UINT64_MAX without a budget). */
+uint64_t budget_headroom(struct upg_runtime *rt);
 
 /*
  * Called by a handler before it installs `npages` new pages.  Returns true

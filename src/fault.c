@@ -20,6 +20,7 @@
 #include "file.h"
 #include "log.h"
 #include "mem.h"
+#include "reserve.h"
 #include "runtime.h"
 #include "store.h"
 #include "uffd.h"
@@ -82,41 +83,6 @@ static void seq_advance(struct seq_state *s, uint64_t next)
 	atomic_store_explicit(&s->next, next, memory_order_relaxed);
 }
 
-/* Lock the EMPTY entries of [lo, hi) that nobody holds; returns a bitmap
- * of what it locked (bit i for page lo + i; hi - lo <= 64 * nwords). */
-static void lock_empty(struct upg_region *r, uint64_t lo, uint64_t hi,
-		       uint64_t skip, uint64_t *locked)
-{
-	for (uint64_t i = lo; i < hi; i++) {
-		_Atomic pte_t *e;
-		pte_t old;
-
-		if (i == skip)
-			continue;
-		e = pt_entry(&r->pt, i, true);
-		if (!e || !pte_trylock(e, &old))
-			continue;
-		if (pte_state(old) != PTE_EMPTY) {
-			pte_unlock(e, old);
-			continue;
-		}
-		snap_preserve(r, i, old);	/* snapshots keep zeros */
-		locked[(i - lo) / 64] |= UINT64_C(1) << ((i - lo) % 64);
-	}
-}
-
-static bool is_locked(const uint64_t *locked, uint64_t bit)
-{
-	return locked[bit / 64] & (UINT64_C(1) << (bit % 64));
-}
-
-/* Release [lo, lo + n) (entries known to exist) with the value `val`. */
-static void unlock_run(struct upg_region *r, uint64_t lo, uint64_t n, pte_t val)
-{
-	for (uint64_t i = lo; i < lo + n; i++)
-		pte_unlock(pt_entry(&r->pt, i, false), val);
-}
-
 /*
  * The budget is exhausted, the store full, and the policy is strict: the
  * faulting thread gets SIGBUS.  The page keeps its state (a poison marker
@@ -131,106 +97,74 @@ static int refuse(struct upg_region *r, uint64_t idx)
 }
 
 /*
- * A read of a never-touched page: map the zero page over it and the
- * never-touched pages of its window, one UFFDIO_ZEROPAGE per run.  The zero
- * page costs no memory; a later write is a cheap in-kernel copy.
+ * A read of a never-touched page: map the zero page over it and over the
+ * never-touched pages of its window (reserve.h).  The zero page costs no
+ * memory until written; a write is then an in-kernel copy.
  */
 static int zero_read(struct upg_region *r, uint64_t idx)
 {
-	struct upg_runtime *rt = r->rt;
-	uint64_t locked[ZERO_MAX_PAGES / 64] = { 0 };
-	uint32_t base = rt->opts.fault_around, w;
-	uint64_t lo, hi, mapped = 0;
-	bool seq;
-	int err = 0;
+	uint64_t lo, hi;
+	int64_t rc;
 
-	w = seq_window(&r->seq_read, idx, base, ZERO_MAX_PAGES, &seq);
-	lo = seq ? idx : idx - idx % w;
-	hi = MIN(lo + w, r->npages);
-	lock_empty(r, lo, hi, idx, locked);
-	locked[(idx - lo) / 64] |= UINT64_C(1) << ((idx - lo) % 64);
-	for (uint64_t i = lo; i < hi;) {
-		uint64_t run = 0;
-		int rc;
-
-		while (i + run < hi && is_locked(locked, i + run - lo))
-			run++;
-		if (run == 0) {
-			i++;
-			continue;
-		}
-		rc = uffd_zeropage(rt->uffd, page_addr(r, i), run << PAGE_SHIFT);
-		if (rc < 0 && rc != -EEXIST) {
-			/* The range is gone (ENOENT) or the process is
-			 * exiting: leave these pages untouched. */
-			unlock_run(r, i, run, PTE_EMPTY);
-			err = rc;
-		} else {
-			unlock_run(r, i, run, pte_make(PTE_ZERO, 0, 0));
-			mapped += run;
-		}
-		i += run;
-	}
-	seq_advance(&r->seq_read, hi);
-	COUNT(r, pages_zero_mapped, mapped);
-	return err;
+	reserve_window(r, idx, &lo, &hi);
+	rc = reserve_map(r, lo, hi, idx, idx + 1, true, RESERVE_ZERO);
+	if (rc == -ENOMEM)
+		return refuse(r, idx);
+	return rc < 0 ? (int)rc : 0;
 }
 
 /*
- * A write to a never-touched page: install zeroed pages with UFFDIO_COPY
- * (the write then needs no second, copy-on-write fault).  A sequential
- * writer gets a growing run of the following never-touched pages too.
+ * A write to a never-touched page: install a zeroed page (the write then
+ * needs no second, copy-on-write fault) and wake the writer, then fill the
+ * never-touched rest of its window (reserve.h).  A touch of a neighbour
+ * racing the fill faults as usual and finds the page there (remap).
  */
 static int zero_write(struct upg_region *r, uint64_t idx)
 {
 	struct upg_runtime *rt = r->rt;
-	uint64_t n = 1, locked[1] = { 0 };
-	uint32_t w;
-	bool seq;
+	uint64_t lo, hi;
 	int rc;
 
-	w = seq_window(&r->seq_write, idx, 1, FILL_MAX_PAGES, &seq);
-	if (w > 1) {
-		uint64_t hi = MIN(idx + w, r->npages);
-
-		lock_empty(r, idx + 1, hi, UINT64_MAX, locked);
-		/* Only the run that follows idx without a gap. */
-		while (idx + n < hi && is_locked(locked, n - 1))
-			n++;
-		for (uint64_t i = idx + n; i < hi; i++)
-			if (is_locked(locked, i - idx - 1))
-				pte_unlock(pt_entry(&r->pt, i, false),
-					   PTE_EMPTY);
-	}
-	if (!budget_charge(rt, n)) {
-		unlock_run(r, idx, n, PTE_EMPTY);
+	if (!budget_charge(rt, 1)) {
+		pte_unlock(pt_entry(&r->pt, idx, false), PTE_EMPTY);
 		return refuse(r, idx);
 	}
-	rc = uffd_copy(rt->uffd, page_addr(r, idx), rt->zero_src,
-		       n << PAGE_SHIFT, false);
+	rc = uffd_copy(rt->uffd, page_addr(r, idx), rt->zero_src, PAGE_SIZE,
+		       false);
 	if (rc < 0 && rc != -EEXIST) {
-		unlock_run(r, idx, n, PTE_EMPTY);
+		pte_unlock(pt_entry(&r->pt, idx, false), PTE_EMPTY);
 		return rc;
 	}
-	seq_advance(&r->seq_write, idx + n);
-	region_add_resident(r, (int64_t)n);
-	COUNT(r, pages_filled, n);
-	unlock_run(r, idx, n, pte_make(PTE_RESIDENT, PTE_DIRTY | PTE_REF, 0));
+	region_add_resident(r, 1);
+	COUNT(r, pages_filled, 1);
+	pte_unlock(pt_entry(&r->pt, idx, false),
+		   pte_make(PTE_RESIDENT, PTE_DIRTY | PTE_REF, 0));
+	reserve_window(r, idx, &lo, &hi);
+	if (hi - lo > 1)
+		reserve_map(r, lo, hi, idx, idx + 1, false, RESERVE_FILL);
 	return 0;
 }
 
 /*
- * A missing fault on a page we believe is mapped (ZERO or RESIDENT): most
- * often a second thread's fault on a page already installed (the install
- * gets EEXIST and wakes it).  Otherwise the application dropped the page
- * itself (MADV_DONTNEED), whose contents are then zeros, as the kernel
- * would give.
+ * A missing fault on a page whose entry says ZERO or RESIDENT.  Most often
+ * a second thread's fault on a page already installed (the install gets
+ * EEXIST and wakes it), or a write racing the mapping of its reservation.
+ * Otherwise the application dropped the page itself (MADV_DONTNEED), whose
+ * contents are then zeros, as the kernel would give; or a ZERO entry with
+ * nothing mapped (an evicted zero page of a file region or clone) is read
+ * or written again.  Entry locked by the caller; unlocked here.
  */
-static int remap(struct upg_region *r, uint64_t idx, pte_t old, bool write)
+static int remap(struct upg_region *r, uint64_t idx, _Atomic pte_t *e,
+		 pte_t old, bool write)
 {
 	struct upg_runtime *rt = r->rt;
+	bool charged = pte_state(old) == PTE_RESIDENT || pte_reserved(old);
 	int rc;
 
+	if (!charged && !budget_charge(rt, 1)) {
+		pte_unlock(e, old);
+		return refuse(r, idx);
+	}
 	if (write || pte_state(old) == PTE_RESIDENT)
 		rc = uffd_copy(rt->uffd, page_addr(r, idx), rt->zero_src,
 			       PAGE_SIZE, false);
@@ -238,7 +172,20 @@ static int remap(struct upg_region *r, uint64_t idx, pte_t old, bool write)
 		rc = uffd_zeropage(rt->uffd, page_addr(r, idx), PAGE_SIZE);
 	if (rc == -EEXIST)
 		COUNT(r, faults_spurious, 1);
-	return rc;
+	if (rc < 0 || pte_state(old) == PTE_RESIDENT) {
+		pte_unlock(e, old);
+		return rc;
+	}
+	/* A ZERO entry now holds the zero page (read) or a page (write). */
+	if (!charged)
+		region_add_reserved(r, 1);
+	old = pte_make(PTE_ZERO, PTE_ZMAP, 0);
+	if (write) {
+		reserve_written(r);
+		old = pte_make(PTE_RESIDENT, PTE_DIRTY | PTE_REF, 0);
+	}
+	pte_unlock(e, old);
+	return 0;
 }
 
 /* A stored page whose copy is lost (I/O error, checksum mismatch): the
@@ -429,12 +376,11 @@ static int clone_fault(struct handler *h, struct upg_region *r, uint64_t idx,
 		return uffd_poison(rt->uffd, page_addr(r, idx), PAGE_SIZE);
 	case ORIGIN_ZERO:
 		if (!write) {
-			rc = uffd_zeropage(rt->uffd, page_addr(r, idx),
-					   PAGE_SIZE);
-			pte_unlock(e, rc < 0 && rc != -EEXIST
-					      ? PTE_EMPTY
-					      : pte_make(PTE_ZERO, 0, 0));
-			return rc;
+			/* This page alone: an EMPTY neighbour of a clone
+			 * reads its snapshot, not zeros. */
+			rc = (int)reserve_map(r, idx, idx + 1, idx, idx + 1,
+					      true, RESERVE_ZERO);
+			return rc == -ENOMEM ? refuse(r, idx) : MIN(rc, 0);
 		}
 		src = rt->zero_src;
 		break;
@@ -551,12 +497,7 @@ static enum resolve_result resolve(struct handler *h, struct upg_region *r,
 	case PTE_ZERO:
 	case PTE_RESIDENT:
 		kind = write ? UPG_FAULT_ZERO_WRITE : UPG_FAULT_ZERO_READ;
-		rc = remap(r, idx, old, write);
-		if (rc == 0 && pte_state(old) == PTE_ZERO && write) {
-			old = pte_make(PTE_RESIDENT, PTE_DIRTY, 0);
-			region_add_resident(r, 1);
-		}
-		pte_unlock(e, old);
+		rc = remap(r, idx, e, old, write);
 		break;
 	default:
 		/* POISONED, or a state this build cannot serve: the thread

@@ -41,6 +41,7 @@
 #include "log.h"
 #include "mem.h"
 #include "pagemap.h"
+#include "reserve.h"
 #include "runtime.h"
 #include "store.h"
 #include "uffd.h"
@@ -281,8 +282,7 @@ static int repair_leaf(uint64_t first, _Atomic pte_t *leaf, void *arg)
 
 		if (e & PTE_BUSY) {
 			madvise(addr, PAGE_SIZE, MADV_DONTNEED);
-			if (pte_state(e) == PTE_RESIDENT)
-				region_add_resident(r, -1);
+			page_uncharge(r, e);
 			e = PTE_EMPTY;
 		} else if (pte_state(e) == PTE_RESIDENT && (e & PTE_CACHED)) {
 			e = pte_make(PTE_RESIDENT, PTE_DIRTY | PTE_REF, 0);
@@ -392,7 +392,7 @@ static int rebuild(struct upg_runtime *rt)
 	rt->nhandlers = 0;
 	rt->evictor = NULL;
 	rt->store = NULL;
-	munmap((void *)rt->zero_src, FILL_MAX_PAGES * PAGE_SIZE);
+	munmap((void *)rt->zero_src, ZERO_MAX_PAGES * PAGE_SIZE);
 	err = uffd_open(&rt->uffd, &rt->features);
 	if (!err)
 		err = map_private_pages(rt);

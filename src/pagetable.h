@@ -52,6 +52,9 @@ enum pte_state {
  * entry then reads FILE). */
 #define PTE_RANDOM	(UINT64_C(1) << 13)
 #define PTE_FILECOPY	(UINT64_C(1) << 14)
+/* On a ZERO entry: the zero page is mapped there, a reservation charged to
+ * the budget (reserve.h).  Without it, ZERO means zeros, nothing mapped. */
+#define PTE_ZMAP	(UINT64_C(1) << 15)
 
 #define PTE_STATE_MASK	UINT64_C(0xf)
 #define PTE_FLAGS_MASK	UINT64_C(0xfff0)

@@ -14,6 +14,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 
+#include "reserve.h"
 #include "runtime.h"
 #include "store.h"
 #include "uffd.h"
@@ -41,15 +42,14 @@ static void lock_spin(_Atomic pte_t *e, pte_t *old)
 		sched_yield();
 }
 
-static void release_entry(struct upg_region *r, pte_t old, int64_t *resident)
+static void release_entry(struct upg_region *r, pte_t old)
 {
 	struct store *st = r->rt->store;
 
 	if (st && (pte_state(old) == PTE_STORED ||
 		   (pte_state(old) == PTE_RESIDENT && (old & PTE_CACHED))))
 		store_free(st, pte_payload(old));
-	if (pte_state(old) == PTE_RESIDENT)
-		(*resident)++;
+	page_uncharge(r, old);
 }
 
 /*
@@ -66,13 +66,12 @@ static int drop_leaf(uint64_t first, _Atomic pte_t *leaf, void *arg)
 	void *addr = (void *)(r->start + (lo << PAGE_SHIFT));
 	size_t len = (hi - lo) << PAGE_SHIFT;
 	pte_t old, val = d->mode == DROP_ZERO ? PTE_EMPTY : PTE_FOREIGN;
-	int64_t resident = 0;
 
 	if (lo >= hi)
 		return 0;
 	for (uint64_t i = lo; i < hi; i++) {
 		lock_spin(&leaf[i - first], &old);
-		release_entry(r, old, &resident);
+		release_entry(r, old);
 	}
 	if (d->mode == DROP_ZERO) {
 		if (r->wp)
@@ -81,7 +80,6 @@ static int drop_leaf(uint64_t first, _Atomic pte_t *leaf, void *arg)
 	}
 	for (uint64_t i = lo; i < hi; i++)
 		pte_unlock(&leaf[i - first], val);
-	region_add_resident(r, -resident);
 	return 0;
 }
 

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "mem.h"
 #include "pagemap.h"
+#include "reserve.h"
 #include "runtime.h"
 #include "store.h"
 #include "uffd.h"
@@ -241,6 +242,7 @@ static void region_teardown(struct upg_region *r)
 {
 	struct upg_runtime *rt = r->rt;
 	int64_t resident = atomic_load(&r->ctr.pages_resident);
+	int64_t reserved = atomic_load(&r->ctr.pages_reserved);
 
 	/* Snapshots of r copy what they still read through it; a clone lets
 	 * go of its snapshot. */
@@ -253,6 +255,7 @@ static void region_teardown(struct upg_region *r)
 	if (rt->store)
 		pt_walk(&r->pt, 0, r->npages, release_leaf, rt->store);
 	atomic_fetch_sub(&rt->ctr.pages_resident, resident);
+	atomic_fetch_sub(&rt->ctr.pages_reserved, reserved);
 	pt_fini(&r->pt);
 	region_recycle(r);
 }
@@ -311,11 +314,13 @@ static void mark_written(uintptr_t addr, uint64_t npages, void *arg)
 		_Atomic pte_t *e = pt_entry(&r->pt, i, false);
 		pte_t old = e ? atomic_load(e) : PTE_EMPTY;
 
-		/* BUSY entries belong to someone else: next scan. */
-		if (pte_state(old) != PTE_ZERO || (old & PTE_BUSY))
+		/* BUSY entries belong to someone else: next scan.  The
+		 * page was just written: referenced, for the policy. */
+		if (!pte_reserved(old) || (old & PTE_BUSY))
 			continue;
-		if (pte_cas(e, &old, pte_make(PTE_RESIDENT, PTE_DIRTY, 0)))
-			region_add_resident(r, 1);
+		if (pte_cas(e, &old,
+			    pte_make(PTE_RESIDENT, PTE_DIRTY | PTE_REF, 0)))
+			reserve_written(r);
 	}
 }
 

@@ -70,7 +70,7 @@ static int resolve_options(const struct upg_options *in, struct upg_runtime *rt)
 /* Memory the handler reads and maps, outside any region. */
 int map_private_pages(struct upg_runtime *rt)
 {
-	void *zero = mmap(NULL, FILL_MAX_PAGES * PAGE_SIZE, PROT_READ,
+	void *zero = mmap(NULL, ZERO_MAX_PAGES * PAGE_SIZE, PROT_READ,
 			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	void *bell = mmap(NULL, PAGE_SIZE, PROT_READ,
 			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -91,7 +91,7 @@ int map_private_pages(struct upg_runtime *rt)
 static void unmap_private_pages(struct upg_runtime *rt)
 {
 	if (rt->zero_src)
-		munmap((void *)rt->zero_src, FILL_MAX_PAGES * PAGE_SIZE);
+		munmap((void *)rt->zero_src, ZERO_MAX_PAGES * PAGE_SIZE);
 	if (rt->doorbell)
 		munmap(rt->doorbell, PAGE_SIZE);
 }

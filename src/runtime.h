@@ -30,9 +30,9 @@
 #define REGION_ALIVE 0x52474e41u /* "ANGR" */
 #define REGION_DEAD 0x44414544u	 /* "DEAD" */
 
-/* The most pages one write fault installs (fault-around for writers). */
+/* The most pages one swap-in reads ahead, and zero source pages. */
 #define FILL_MAX_PAGES 16
-/* The most pages one read fault maps to the zero page. */
+/* The most pages one first touch maps to the zero page (reserve.h). */
 #define ZERO_MAX_PAGES 512
 
 /* A sequential-access detector: one per region and direction. */
@@ -55,7 +55,7 @@ struct upg_region {
 	uint64_t npages;
 	struct pagetable pt;
 	struct counters ctr;
-	struct seq_state seq_read, seq_write;
+	struct seq_state seq_read;	/* swap-in read-ahead */
 	struct region_snap snap;	/* snapshot.h */
 	/* Evictor only: clean file pages that did not compress enough to be
 	 * kept in a row, and evictions since (evict.c, keep_copy). */

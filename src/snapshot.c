@@ -51,6 +51,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "reserve.h"
 #include "runtime.h"
 #include "snapshot.h"
 #include "store.h"
@@ -573,8 +574,7 @@ static void drop_region_page(struct upg_region *r, uint64_t idx, pte_t old)
 
 	if (st == PTE_STORED || (old & PTE_CACHED))
 		store_free(r->rt->store, pte_payload(old));
-	if (st == PTE_RESIDENT)
-		region_add_resident(r, -1);
+	page_uncharge(r, old);
 	if (st == PTE_RESIDENT || st == PTE_ZERO || st == PTE_POISONED)
 		madvise(page_of(r, idx), PAGE_SIZE, MADV_DONTNEED);
 }

@@ -101,6 +101,8 @@ void counters_export(const struct counters *c, struct upg_stats *st)
 	st->pages_zero_mapped = LOAD(c->pages_zero_mapped);
 	st->pages_filled = LOAD(c->pages_filled);
 	st->pages_resident = resident > 0 ? (uint64_t)resident : 0;
+	st->pages_reserved = (uint64_t)MAX(LOAD(c->pages_reserved), 0);
+	st->reservations_reclaimed = LOAD(c->reservations_reclaimed);
 	st->evictions_clean = LOAD(c->evictions_clean);
 	st->evictions_dirty = LOAD(c->evictions_dirty);
 	st->refaults = LOAD(c->refaults);
@@ -142,7 +144,8 @@ __attribute__((format(printf, 2, 3))) static void put(struct out *o,
 /* The scalar counters, in print order, with their names. */
 #define SCALARS(X)                                                            \
 	X(regions) X(faults_total) X(faults_spurious) X(pages_zero_mapped)    \
-	X(pages_filled) X(pages_resident) X(pagetable_bytes)                   \
+	X(pages_filled) X(pages_resident) X(pages_reserved)                    \
+	X(reservations_reclaimed) X(pagetable_bytes)                           \
 	X(evictions_clean) X(evictions_dirty) X(store_bytes_in)                \
 	X(store_bytes_stored) X(store_ram_bytes) X(store_disk_bytes)           \
 	X(refaults) X(over_budget) X(poisoned) X(snapshots)                 \

@@ -76,6 +76,67 @@ START_TEST(sequential_access_faults_less)
 }
 END_TEST
 
+/*
+ * First writes in bulk (reserve.h): a write fault fills its window with
+ * zeroed pages, and the second fault in a 2 MiB block fills the rest of
+ * it, so writing every page of a region in random order takes about two
+ * faults a block; every page reads back exactly.
+ */
+START_TEST(first_writes_fill_their_block)
+{
+	struct upg_runtime *rt = test_runtime(1, 0);
+	struct upg_region *r;
+	size_t npages = 16384, blocks = npages / 512;
+	size_t *order = malloc(npages * sizeof(*order));
+	uint64_t seed = 7, faults;
+	char *p = test_region(rt, npages * TPAGE, &r);
+
+	ck_assert_ptr_nonnull(order);
+	for (size_t i = 0; i < npages; i++)
+		order[i] = i;
+	for (size_t i = npages - 1; i > 0; i--) {
+		size_t j = rnd(&seed) % (i + 1), t = order[i];
+
+		order[i] = order[j];
+		order[j] = t;
+	}
+	for (size_t i = 0; i < npages; i++)
+		fill_page(p + order[i] * TPAGE, order[i], 5);
+	faults = test_stats(rt).faults[UPG_FAULT_ZERO_WRITE];
+	ck_assert_msg(faults <= 2 * blocks + 2,
+		      "%llu write faults for %zu blocks",
+		      (unsigned long long)faults, blocks);
+	for (size_t i = 0; i < npages; i++)
+		ck_assert_msg(check_page(p + i * TPAGE, i, 5), "page %zu", i);
+	ck_assert_uint_eq(test_stats(rt).pages_resident, npages);
+	free(order);
+	upg_runtime_destroy(rt);
+}
+END_TEST
+
+/* ...but a block touched once holds its fault-around window, not 2 MiB:
+ * a sparse program is not charged 512 pages for each page it writes. */
+START_TEST(sparse_first_writes_stay_small)
+{
+	struct upg_runtime *rt = test_runtime(1, 0);
+	struct upg_region *r;
+	size_t blocks = 64, npages = blocks * 512;
+	char *p = test_region(rt, npages * TPAGE, &r);
+	struct upg_options o;
+
+	upg_options_init(&o);
+	for (size_t b = 0; b < blocks; b++)
+		fill_page(p + (b * 512 + 100) * TPAGE, b, 6);
+	ck_assert_uint_le(test_resident_pages(p, npages), blocks * o.fault_around);
+	ck_assert_uint_le(test_stats(rt).pages_resident, blocks * o.fault_around);
+	for (size_t b = 0; b < blocks; b++) {
+		ck_assert(check_page(p + (b * 512 + 100) * TPAGE, b, 6));
+		ck_assert(page_is_zero(p + (b * 512 + 101) * TPAGE));
+	}
+	upg_runtime_destroy(rt);
+}
+END_TEST
+
 /* Four threads write patterns to random pages of a 1 GiB region and read
  * them back; each thread owns the pages congruent to its number, and reads
  * any page of the others, which must hold zeros or a whole pattern. */
@@ -469,6 +530,8 @@ Suite *make_suite(void)
 	Suite *s = suite_create("anon");
 
 	ADD_TEST(s, untouched_reads_zero_then_writes_stick, 120);
+	ADD_TEST(s, first_writes_fill_their_block, 120);
+	ADD_TEST(s, sparse_first_writes_stay_small, 60);
 	ADD_TEST(s, sequential_access_faults_less, 120);
 	ADD_TEST(s, four_threads_one_gib_one_handler, 120);
 	ADD_TEST(s, four_threads_one_gib_three_handlers, 120);
