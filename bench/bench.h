@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <time.h>
 
 #include <upager.h>
@@ -163,6 +164,10 @@ void report_table(const struct bench *b);
 int report_json(const struct bench *b, const char *path);
 int report_csv(const struct bench *b, const char *path);
 const char *side_name(int side);
+void report_info(FILE *f, size_t page);
+
+/* programs.c: --programs, real programs run by programs.py. */
+int programs_run(int argc, char **argv, size_t page);
 
 /* plot.c */
 int report_plot(const struct bench *b, const char *path);

@@ -26,9 +26,15 @@ static const char *const codec_names[] = {
 
 static const char usage[] =
 "Usage: upager-bench [OPTION]...\n"
+"  or:  upager-bench --programs [OPTION]...\n"
 "Measure page-fault latency of upager next to the kernel doing the same job,\n"
 "in the same run, in alternating rounds.\n"
 "\n"
+"  --programs          first and alone of these options: time real programs\n"
+"                      (python3, sort, sqlite3, xz) plain, under upager-run\n"
+"                      and under the kernel with the same memory limit; the\n"
+"                      options after it are its own (upager-bench --programs\n"
+"                      --help)\n"
 "  --quick             a run of under 30 seconds: fewer faults, smaller\n"
 "                      passes (explicit options still win)\n"
 "  --faults N          touches per random and thread-scaling scenario and\n"
@@ -67,7 +73,7 @@ static const char usage[] =
 "The UPAGER_* environment variables set upager's other options (for\n"
 "example UPAGER_FAULT_AROUND).  Ratios are upager over the kernel.\n";
 
-enum { OPT_QUICK = 256, OPT_IDLE_POLL, OPT_FAULTS, OPT_SIZE, OPT_SNAP_SIZE, OPT_ROUNDS, OPT_THREADS,
+enum { OPT_QUICK = 256, OPT_PROGRAMS, OPT_IDLE_POLL, OPT_FAULTS, OPT_SIZE, OPT_SNAP_SIZE, OPT_ROUNDS, OPT_THREADS,
        OPT_CODEC, OPT_BUDGET, OPT_SWAP_DIR, OPT_SCENARIOS, OPT_SEED, OPT_JSON, OPT_CSV, OPT_PLOT,
        OPT_HELP, OPT_VERSION };
 
@@ -75,7 +81,8 @@ enum { OPT_QUICK = 256, OPT_IDLE_POLL, OPT_FAULTS, OPT_SIZE, OPT_SNAP_SIZE, OPT_
 #define FLAG(name, id) { name, no_argument, NULL, id }
 
 static const struct option longopts[] = {
-	FLAG("quick", OPT_QUICK), FLAG("idle-poll", OPT_IDLE_POLL),
+	FLAG("quick", OPT_QUICK), FLAG("programs", OPT_PROGRAMS),
+	FLAG("idle-poll", OPT_IDLE_POLL),
 	ARG("faults", OPT_FAULTS),
 	ARG("size", OPT_SIZE), ARG("snapshot-size", OPT_SNAP_SIZE),
 	ARG("rounds", OPT_ROUNDS),
@@ -256,6 +263,12 @@ static int parse_one(int opt, const char *arg, struct options *o)
 	switch (opt) {
 	case OPT_QUICK:
 		cfg->quick = true;
+		break;
+	case OPT_PROGRAMS:	/* main() takes it when it comes first */
+		fprintf(stderr, "upager-bench: --programs must come first: the "
+			"options after it are its own (see upager-bench "
+			"--programs --help)\n");
+		err = -EINVAL;
 		break;
 	case OPT_IDLE_POLL:
 		cfg->idle_poll = true;

@@ -12,7 +12,8 @@
 
 /* "Linux 6.18.0 x86_64": three utsname fields and their spaces. */
 #define MACHINE_LEN (3 * sizeof(((struct utsname *)0)->release) + 3)
-#define IDLE_LEN 192
+#define IDLE_STATE_LEN 150	/* cpuidle's driver, governor, poll time */
+#define IDLE_LEN (IDLE_STATE_LEN + 42)
 
 /* The numbers of one side, as JSON keys and CSV columns alike. */
 static const struct field {
@@ -61,7 +62,7 @@ static void sysfs_line(const char *path, char *buf, size_t len)
  * driver with guest_halt_poll_ns 0), each hand-off waits for a halted CPU
  * to wake, which the kernel's own fault never does.
  */
-static void cpu_idle(const struct bench *b, char *buf, size_t len)
+static void cpu_idle_state(char *buf, size_t len)
 {
 	char drv[32], gov[32], poll_ns[32];
 
@@ -74,9 +75,18 @@ static void cpu_idle(const struct bench *b, char *buf, size_t len)
 			   gov, sizeof(gov));
 	sysfs_line("/sys/module/haltpoll/parameters/guest_halt_poll_ns",
 		   poll_ns, sizeof(poll_ns));
-	snprintf(buf, len, "cpuidle driver %s, governor %s%s%s; idle CPUs %s",
+	snprintf(buf, len, "cpuidle driver %s, governor %s%s%s",
 		 drv[0] ? drv : "none", gov[0] ? gov : "none",
-		 poll_ns[0] ? ", guest_halt_poll_ns " : "", poll_ns,
+		 poll_ns[0] ? ", guest_halt_poll_ns " : "", poll_ns);
+}
+
+/* The state, and whether this run keeps idle CPUs polling. */
+static void cpu_idle(const struct bench *b, char *buf, size_t len)
+{
+	char state[IDLE_STATE_LEN];
+
+	cpu_idle_state(state, sizeof(state));
+	snprintf(buf, len, "%s; idle CPUs %s", state,
 		 b->cfg.idle_poll ? "poll (--idle-poll)" : "may sleep");
 }
 
@@ -259,21 +269,44 @@ static void json_row(FILE *f, const struct row *row)
 	fprintf(f, "}}");
 }
 
-static void json_config(FILE *f, const struct bench *b)
+/* What every report of upager-bench opens with: the tool and the machine. */
+static void json_machine(FILE *f, size_t page)
 {
-	const struct config *c = &b->cfg;
-	char mach[MACHINE_LEN], idle[IDLE_LEN];
+	char mach[MACHINE_LEN];
 
 	machine(mach, sizeof(mach));
-	cpu_idle(b, idle, sizeof(idle));
-	fprintf(f, "  \"tool\": \"upager-bench\", \"version\": \"%s\", "
+	fprintf(f, "\"tool\": \"upager-bench\", \"version\": \"%s\", "
 		"\"libupager\": \"%s\",\n  \"machine\": ", BENCH_VERSION,
 		upg_version());
 	json_string(f, mach);
-	fprintf(f, ", \"cpus\": %ld, \"page_size\": %zu, \"thp\": \"off on "
-		"both sides (MADV_NOHUGEPAGE)\", \"clock_read_ns\": %llu,\n"
-		"  \"cpu_idle\": ",
-		sysconf(_SC_NPROCESSORS_ONLN), b->page,
+	fprintf(f, ", \"cpus\": %ld, \"page_size\": %zu",
+		sysconf(_SC_NPROCESSORS_ONLN), page);
+}
+
+/* The same for programs.py, which writes the --programs report, with what
+ * idle CPUs do (it says itself whether it keeps them polling). */
+void report_info(FILE *f, size_t page)
+{
+	char idle[IDLE_STATE_LEN];
+
+	cpu_idle_state(idle, sizeof(idle));
+	fputc('{', f);
+	json_machine(f, page);
+	fprintf(f, ", \"cpu_idle_state\": ");
+	json_string(f, idle);
+	fputc('}', f);
+}
+
+static void json_config(FILE *f, const struct bench *b)
+{
+	const struct config *c = &b->cfg;
+	char idle[IDLE_LEN];
+
+	cpu_idle(b, idle, sizeof(idle));
+	fprintf(f, "  ");
+	json_machine(f, b->page);
+	fprintf(f, ", \"thp\": \"off on both sides (MADV_NOHUGEPAGE)\", "
+		"\"clock_read_ns\": %llu,\n  \"cpu_idle\": ",
 		(unsigned long long)b->clock_ns);
 	json_string(f, idle);
 	fprintf(f, ",\n");

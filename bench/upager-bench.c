@@ -5,6 +5,7 @@
  *
  *   upager-bench                       every scenario, a table
  *   upager-bench --quick --json r.json under 30 seconds, and JSON
+ *   upager-bench --programs [OPTION]... real programs (programs.c)
  *
  * See --help for the options and bench.h for how a run is organised.
  */
@@ -350,8 +351,12 @@ static int write_outputs(const struct bench *b)
 int main(int argc, char **argv)
 {
 	struct bench b = { 0 };
-	int err = setup(&b, argc, argv);
+	int err;
 
+	if (argc > 1 && !strcmp(argv[1], "--programs"))
+		return programs_run(argc - 1, argv + 1,
+				    (size_t)sysconf(_SC_PAGESIZE));
+	err = setup(&b, argc, argv);
 	if (err)
 		return err > 0 ? 0 : 2;
 	is_tty = isatty(STDERR_FILENO);

@@ -14,12 +14,17 @@ program, or a machine without userfaultfd, is a skip (exit 77).
 import hashlib
 import json
 import os
-import random
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+
+# The programs' inputs are made as upager-bench --programs makes them.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "..", "bench"))
+from workloads import (PY_OBJECTS, in_child, repeated_file,  # noqa: E402
+                       sqlite_script, text_file)
 
 SKIP = 77
 MIB = 1 << 20
@@ -32,19 +37,6 @@ SLACK = 48 * MIB
 def skip(why):
     print(f"SKIP: {why}")
     sys.exit(SKIP)
-
-
-def in_child(fn, *args):
-    """Run fn in a child process: the peak RSS the kernel reports for a
-    program includes the peak of the process it was forked from (this
-    one), which must stay small."""
-    pid = os.fork()
-    if pid == 0:
-        try:
-            fn(*args)
-        finally:
-            os._exit(0)
-    os.waitpid(pid, 0)
 
 
 def run_rss(argv, stdin_path=None):
@@ -71,24 +63,6 @@ def run_rss(argv, stdin_path=None):
 # path or None, path to save its stdout to or None).  "{mode}" in a step
 # is "plain" or "upager", so each run works on its own files.
 # ----------------------------------------------------------------------
-
-PY_OBJECTS = r'''
-import sys, hashlib, gc
-n = int(sys.argv[1])
-# Full collections walk every container: under any pager that is a sweep of
-# the whole heap per collection.  The test is about the objects.
-gc.disable()
-# Several hundred MiB of objects: tuples, strings, ints, dicts.
-rows = [(i, "row-%d-%s" % (i, "x" * (i % 23)), i * 7 % 1000, {"k": i})
-        for i in range(n)]
-# One more pass over all of it, in the order it was made.
-h = hashlib.sha256()
-total = 0
-for r in rows:
-    h.update(r[1].encode())
-    total += r[0] + r[2] + len(r[3])
-print(len(rows), total, h.hexdigest(), rows[-1][1])
-'''
 
 PY_FORK = r'''
 import hashlib, os, sys
@@ -124,31 +98,6 @@ os.waitpid(pid, 0)
 lines = sorted(out.decode().split())
 print(want, lines)
 '''
-
-
-def words(rng, n):
-    return ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz")
-                    for _ in range(rng.randint(3, 10))) for _ in range(n)]
-
-
-def text_file(path, size, seed):
-    rng = random.Random(seed)
-    vocab = words(rng, 5000)
-    with open(path, "w") as f:
-        n = 0
-        while n < size:
-            line = " ".join(rng.choice(vocab) for _ in range(6))
-            line += " %d\n" % rng.randint(0, 10**9)
-            f.write(line)
-            n += len(line)
-
-
-def repeated_file(path, size, seed):
-    rng = random.Random(seed)
-    block = "".join(rng.choice("abcdefghij klmnop\n") for _ in range(4000))
-    with open(path, "w") as f:
-        for _ in range(size // len(block)):
-            f.write(block)
 
 
 def program(name, package, path=None):
@@ -198,18 +147,7 @@ def sqlite3(tmp, scale):
     prog = program("sqlite3", "sqlite3")
     n = 250000 * scale
     sql = os.path.join(tmp, "work.sql")
-    open(sql, "w").write(f"""
-PRAGMA cache_size = -1000000;
-CREATE TABLE t(id INTEGER PRIMARY KEY, name TEXT, v INTEGER, pad BLOB);
-WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < {n})
-INSERT INTO t SELECT i, 'name-' || (i * 7919 % {n}), i * 31 % 1000,
-	zeroblob(200) FROM c;
-CREATE INDEX t_name ON t(name);
-CREATE INDEX t_v ON t(v);
-SELECT count(*), sum(v), min(name), max(name) FROM t;
-SELECT v, count(*) FROM t GROUP BY v ORDER BY v LIMIT 5;
-SELECT name FROM t ORDER BY name LIMIT 3 OFFSET {n // 2};
-""")
+    open(sql, "w").write(sqlite_script(n))
     return [([prog, ":memory:"], sql, None)], 40 * MIB * scale
 
 
