@@ -571,7 +571,10 @@ struct upg_stats {
 					 * the budget as if resident */
 	uint64_t reservations_reclaimed; /* ...of them, taken back unwritten
 					 * by the evictor */
-	uint64_t reserved[4];
+	uint64_t swapin_clustered;	/* stored pages brought back with a
+					 * faulting neighbour, no fault of
+					 * their own */
+	uint64_t reserved[3];
 };
 
 /* Name of a fault kind ("zero_read", ...), or "?" if out of range. */

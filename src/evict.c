@@ -541,6 +541,7 @@ static int evict_one(struct upg_runtime *rt, struct upg_region *r,
 		}
 	}
 	if (old & PTE_CACHED) {
+		swapcopy_dropped(&r->swapcopy);
 		/* Clean: installed write-protected with its stored copy and
 		 * not written since (a write would have cleared CACHED under
 		 * BUSY first), so no write can land before the batch's zap. */

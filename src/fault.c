@@ -62,28 +62,6 @@ static void *page_addr(const struct upg_region *r, uint64_t idx)
 }
 
 /*
- * The window a fault at idx works on: grows (doubling up to max) while
- * faults come in order, falls back to `base` otherwise.  Racy by design
- * between handlers: it is a hint, not state.
- */
-static uint32_t seq_window(struct seq_state *s, uint64_t idx, uint32_t base,
-			   uint32_t max, bool *sequential)
-{
-	uint32_t w = atomic_load_explicit(&s->window, memory_order_relaxed);
-
-	*sequential = idx == atomic_load_explicit(&s->next,
-						  memory_order_relaxed);
-	w = *sequential ? MIN(MAX(w, base) * 2, max) : base;
-	atomic_store_explicit(&s->window, w, memory_order_relaxed);
-	return w;
-}
-
-static void seq_advance(struct seq_state *s, uint64_t next)
-{
-	atomic_store_explicit(&s->next, next, memory_order_relaxed);
-}
-
-/*
  * The budget is exhausted, the store full, and the policy is strict: the
  * faulting thread gets SIGBUS.  The page keeps its state (a poison marker
  * only stands in the hardware table), so nothing stored is lost.
@@ -208,7 +186,8 @@ static int swap_lost(struct upg_region *r, uint64_t idx, _Atomic pte_t *e,
 /*
  * Install a stored page fetched into `page`, write-protected, keeping the
  * stored copy (CACHED) until it is written, so an unmodified page is later
- * dropped rather than stored again.  Unlocks e.
+ * dropped rather than stored again; or, where most pages swapped in are
+ * written soon (swapcopy.h), writable, the copy let go.  Unlocks e.
  */
 static int swap_install(struct upg_region *r, uint64_t idx, _Atomic pte_t *e,
 			pte_t old, const void *page)
@@ -216,7 +195,12 @@ static int swap_install(struct upg_region *r, uint64_t idx, _Atomic pte_t *e,
 	struct upg_runtime *rt = r->rt;
 	uint64_t handle = pte_payload(old), hot;
 	void *addr = page_addr(r, idx);
-	int rc = uffd_copy(rt->uffd, addr, page, PAGE_SIZE, r->wp);
+	/* Snapshots that read the page through the region must see its
+	 * first write (they keep the old contents then). */
+	bool keep = r->wp && ((old & PTE_FILECOPY) ||
+			      atomic_load(&r->snap.list) ||
+			      swapcopy_keep(&r->swapcopy));
+	int rc = uffd_copy(rt->uffd, addr, page, PAGE_SIZE, keep);
 
 	if (rc < 0 && rc != -EEXIST) {
 		pte_unlock(e, old);
@@ -236,8 +220,9 @@ static int swap_install(struct upg_region *r, uint64_t idx, _Atomic pte_t *e,
 						     PTE_REF | hot, 0));
 		return 0;
 	}
-	if (!r->wp) {
-		/* Writes cannot be seen: the copy may go stale at once. */
+	if (!keep) {
+		/* Writes cannot be seen, or here they come to most pages
+		 * swapped in (swapcopy.h): the copy is let go now. */
 		store_free(rt->store, handle);
 		pte_unlock(e, pte_make(PTE_RESIDENT, PTE_DIRTY | PTE_REF | hot,
 				       0));
@@ -278,46 +263,20 @@ static int swap_in_one(struct handler *h, struct upg_region *r, uint64_t idx,
 	return swap_install(r, idx, e, old, h->bounce);
 }
 
-/* Lock the STORED entries that follow idx, up to n - 1 of them, into
- * e[1..] and old[1..].  Returns how many entries e[] holds with idx's. */
-static unsigned lock_stored(struct upg_region *r, uint64_t idx, unsigned n,
-			    _Atomic pte_t **e, pte_t *old)
-{
-	unsigned k = 1;
-
-	for (; k < n && idx + k < r->npages; k++) {
-		e[k] = pt_entry(&r->pt, idx + k, false);
-		if (!e[k] || !pte_trylock(e[k], &old[k]))
-			break;
-		/* A file page's copy is checked against the file first. */
-		if (pte_state(old[k]) != PTE_STORED ||
-		    (old[k] & PTE_FILECOPY)) {
-			pte_unlock(e[k], old[k]);
-			break;
-		}
-	}
-	return k;
-}
-
 /*
- * A stored page faulted: bring it in, and when the faults come in order
- * its stored successors too (read-ahead), fetched together: pages evicted
- * in order sit side by side in the store, so the run is usually one read
- * of the swap file instead of one read per page.
+ * A stored page faulted: bring it in with its cluster (cluster.h), fetched
+ * together, each installed as swap_install does.  A cluster page that did
+ * not come stays stored: its own fault fetches it, or reports it lost.
  */
 static int swap_in(struct handler *h, struct upg_region *r, uint64_t idx,
 		   _Atomic pte_t *e, pte_t old, int *kind)
 {
 	_Atomic pte_t *ents[FILL_MAX_PAGES] = { e };
 	pte_t olds[FILL_MAX_PAGES] = { old };
-	uint64_t handles[FILL_MAX_PAGES];
+	uint64_t handles[FILL_MAX_PAGES], page[FILL_MAX_PAGES];
 	int res[FILL_MAX_PAGES], rc;
-	bool seq;
-	uint32_t w = seq_window(&r->seq_read, idx, 1, FILL_MAX_PAGES, &seq);
-	unsigned n = seq && !(old & PTE_FILECOPY)
-			     ? lock_stored(r, idx, w, ents, olds) : 1;
+	unsigned n = cluster_lock(r, idx, ents, olds, page);
 
-	seq_advance(&r->seq_read, idx + n);
 	if (n > 1 && !budget_charge(r->rt, n)) {
 		for (unsigned i = 1; i < n; i++)
 			pte_unlock(ents[i], olds[i]);
@@ -335,14 +294,14 @@ static int swap_in(struct handler *h, struct upg_region *r, uint64_t idx,
 		rc = swap_lost(r, idx, e, old, res[0]);
 	else	/* not fetched with the others: on its own, as ever */
 		rc = swap_in_one(h, r, idx, e, old, kind);
-	/* A read-ahead page that did not come stays stored: its own fault
-	 * fetches it, or reports it lost. */
 	for (unsigned i = 1; i < n; i++) {
-		if (res[i] >= 0)
-			swap_install(r, idx + i, ents[i], olds[i],
+		if (res[i] >= 0) {
+			swap_install(r, page[i], ents[i], olds[i],
 				     (char *)h->bounce + i * PAGE_SIZE);
-		else
+			COUNT(r, swapin_clustered, 1);
+		} else {
 			pte_unlock(ents[i], olds[i]);
+		}
 	}
 	return rc;
 }
@@ -437,6 +396,7 @@ static int wp_fault(struct upg_region *r, uint64_t idx, bool *defer)
 	if (old & PTE_CACHED) {
 		if (pte_payload(old))	/* 0: the file is the backing copy */
 			store_free(rt->store, pte_payload(old));
+		swapcopy_written(&r->swapcopy);
 		old = pte_make(PTE_RESIDENT, PTE_DIRTY | PTE_REF, 0);
 	}
 	pte_unlock(e, old);

@@ -22,9 +22,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cluster.h"
 #include "pagetable.h"
 #include "snapshot.h"
 #include "stats.h"
+#include "swapcopy.h"
 #include "upager.h"
 
 #define REGION_ALIVE 0x52474e41u /* "ANGR" */
@@ -56,6 +58,8 @@ struct upg_region {
 	struct pagetable pt;
 	struct counters ctr;
 	struct seq_state seq_read;	/* swap-in read-ahead */
+	struct cluster_state cluster;	/* swap-in clusters */
+	struct swapcopy swapcopy;	/* keep copies of swap-ins? */
 	struct region_snap snap;	/* snapshot.h */
 	/* Evictor only: clean file pages that did not compress enough to be
 	 * kept in a row, and evictions since (evict.c, keep_copy). */

@@ -631,6 +631,71 @@ START_TEST(corrupt_object_in_read_ahead)
 }
 END_TEST
 
+/* ---- swap-in clusters and copies (cluster.h, swapcopy.h) ---- */
+
+static uint64_t swapin_faults(struct upg_runtime *rt)
+{
+	struct upg_stats st = test_stats(rt);
+
+	return st.faults[UPG_FAULT_SWAPIN_RAM] + st.faults[UPG_FAULT_SWAPIN_DISK];
+}
+
+/*
+ * Pages read back near each other, but not in address order (here from
+ * the top down, which the in-order read-ahead never takes): each fault
+ * brings back its stored neighbours, so far fewer faults than pages, and
+ * every page reads back exactly.
+ */
+START_TEST(swapins_come_in_clusters)
+{
+	struct upg_runtime *rt;
+	struct upg_region *r;
+	size_t npages;
+	char *p = stored_region(17, &rt, &r, &npages);
+	uint64_t before = swapin_faults(rt), faults, pages = npages / 2;
+
+	for (size_t i = pages; i-- > 0;)
+		ck_assert_msg(check_text(p + i * TPAGE, i, 17), "page %zu", i);
+	faults = swapin_faults(rt) - before;
+	ck_assert_uint_gt(test_stats(rt).swapin_clustered, pages / 2);
+	ck_assert_msg(faults < pages / 4, "%llu swap-in faults for %llu pages",
+		      (unsigned long long)faults, (unsigned long long)pages);
+	upg_runtime_destroy(rt);
+}
+END_TEST
+
+/*
+ * A program that writes what it swaps in: after a few, pages come back
+ * writable with their stored copies let go, instead of write-protected
+ * (one write-protect fault each); what they hold then is stored again on
+ * eviction, so every byte of a second pass reads back.
+ */
+START_TEST(written_swapins_come_back_writable)
+{
+	struct upg_runtime *rt;
+	struct upg_region *r;
+	size_t npages;
+	char *p = stored_region(19, &rt, &r, &npages);
+	uint64_t wp, swapped;
+
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < npages; i++) {
+			ck_assert_msg(check_text(p + i * TPAGE, i, 19 + pass),
+				      "page %zu pass %d", i, pass);
+			fill_text(p + i * TPAGE, i, 20 + pass);
+		}
+	for (size_t i = 0; i < npages; i++)
+		ck_assert_msg(check_text(p + i * TPAGE, i, 21), "page %zu", i);
+	wp = test_stats(rt).faults[UPG_FAULT_WP];
+	swapped = swapin_faults(rt) + test_stats(rt).swapin_clustered;
+	ck_assert_uint_gt(swapped, npages);
+	ck_assert_msg(wp < swapped / 4, "%llu write-protect faults for %llu "
+		      "pages swapped in", (unsigned long long)wp,
+		      (unsigned long long)swapped);
+	upg_runtime_destroy(rt);
+}
+END_TEST
+
 /*
  * UPAGER_RAM_TIER bounds the compressed RAM tier: with a region four times
  * the budget filled, the tier holds up to its share of the budget and the
@@ -742,6 +807,8 @@ Suite *make_suite(void)
 	ADD_TEST(s, corrupt_object_poisons_page, 600);
 	ADD_TEST(s, read_error_poisons_page, 600);
 	ADD_TEST(s, corrupt_object_in_read_ahead, 600);
+	ADD_TEST(s, swapins_come_in_clusters, 600);
+	ADD_TEST(s, written_swapins_come_back_writable, 600);
 	ADD_TEST(s, ram_tier_share_is_honoured, 600);
 	ADD_TEST(s, churn_stays_within_swap_bound, 600);
 	ADD_TEST(s, destroy_frees_stored_pages, 600);
