@@ -18,34 +18,37 @@
  * fault near the limit maps little more than its own page, so the evictor
  * is not made to take back reservations as fast as they are handed out. */
 #define HEADROOM_SHARE 8
+/* A window is this many times the pages its block has in use. */
+#define BLOCK_GROWTH 4
 
-/* Whether the 2 MiB block [blk, blk + ZERO_MAX_PAGES) holds a page other
- * than idx that was touched: the program uses this part densely.  A block
- * is one leaf of the page table (its entries are contiguous). */
-static bool block_touched(struct upg_region *r, uint64_t blk, uint64_t idx)
+/* How many pages of the 2 MiB block [blk, blk + ZERO_MAX_PAGES) were
+ * touched.  A block is one leaf of the page table (its entries are
+ * contiguous). */
+static uint64_t block_touched(struct upg_region *r, uint64_t blk)
 {
 	_Atomic pte_t *leaf = pt_entry(&r->pt, blk, false);
-	uint64_t n = MIN(r->npages - blk, ZERO_MAX_PAGES);
+	uint64_t n = MIN(r->npages - blk, ZERO_MAX_PAGES), t = 0;
 
 	for (uint64_t i = 0; leaf && i < n; i++)
-		if (blk + i != idx &&
-		    pte_state(atomic_load_explicit(&leaf[i],
-						   memory_order_relaxed)) !=
-			    PTE_EMPTY)
-			return true;
-	return false;
+		t += pte_state(atomic_load_explicit(
+			     &leaf[i], memory_order_relaxed)) != PTE_EMPTY;
+	return t;
 }
 
 void reserve_window(struct upg_region *r, uint64_t idx, uint64_t *lo,
 		    uint64_t *hi)
 {
 	_Static_assert(ZERO_MAX_PAGES == PT_FANOUT, "a block is one leaf");
-	uint64_t blk = idx - idx % ZERO_MAX_PAGES;
-	uint64_t w = block_touched(r, blk, idx) ? ZERO_MAX_PAGES
-						: r->rt->opts.fault_around;
+	uint64_t touched = block_touched(r, idx - idx % ZERO_MAX_PAGES);
+	uint64_t w = r->rt->opts.fault_around;
 	uint64_t room = budget_headroom(r->rt) >> PAGE_SHIFT;
 
-	w = MAX(MIN(w, room / HEADROOM_SHARE), 1);
+	/* Each fault in a block makes a window four times what the block
+	 * has in use: a dense block is whole after a few faults, a block
+	 * used at a quarter density or less never is. */
+	while (w < ZERO_MAX_PAGES && w < BLOCK_GROWTH * touched)
+		w *= 2;
+	w = MAX(MIN(MIN(w, ZERO_MAX_PAGES), room / HEADROOM_SHARE), 1);
 	*lo = idx - idx % w;
 	*hi = MIN(*lo + w, r->npages);
 }

@@ -22,9 +22,10 @@
  *    region or clone) and is not charged.
  *
  * The window is UPAGER_FAULT_AROUND pages on a 2 MiB block's first touch
- * and the rest of the block once a second page of it is touched (the
- * program uses that memory densely: a sparse one is not made to hold 2 MiB
- * a page, as transparent huge pages would), and shrinks as the budget's
+ * and, on each later fault in the block, four times the pages the block
+ * has in use (aligned, at most the block): a block used densely is whole
+ * after a few faults, one used sparsely is not made to hold 2 MiB for a
+ * few pages, as transparent huge pages would.  It shrinks as the budget's
  * headroom does, down to the faulting page alone.
  */
 #ifndef UPAGER_RESERVE_H
