@@ -345,6 +345,9 @@ static void *ring_doorbell(void *arg)
 	struct upg_runtime *rt = arg;
 
 	(void)*(volatile char *)rt->doorbell;
+	/* A handler mapped it: unmap it, or handlers_stop's touch would not
+	 * fault and the child's upg_runtime_destroy would wait forever. */
+	madvise(rt->doorbell, PAGE_SIZE, MADV_DONTNEED);
 	return NULL;
 }
 
