@@ -43,6 +43,7 @@
 #include "pagemap.h"
 #include "runtime.h"
 #include "store.h"
+#include "thread.h"
 #include "uffd.h"
 #include "util.h"
 
@@ -359,7 +360,7 @@ static void assist_until_up(struct upg_runtime *rt)
 	struct iovec iov = { &msg, sizeof(msg) };
 	pthread_t helper;
 
-	if (!bounce || pthread_create(&helper, NULL, ring_doorbell, rt))
+	if (!bounce || thread_start(&helper, ring_doorbell, rt, "upager-bell"))
 		goto out;
 	while (pthread_tryjoin_np(helper, NULL) != 0) {
 		/* RWF_NOWAIT: a handler may take the message after poll. */
