@@ -5,13 +5,19 @@
  * with UPG_EMBEDDED (it then creates a runtime of its own, from the
  * environment), and compares.
  *
+ *   lifecycle exit-main     main starts a thread and calls pthread_exit;
+ *                           that thread starts another and returns, which
+ *                           returns too: the process ends, status 0.
+ *   lifecycle fork-thread   a thread other than main forks; the child's
+ *                           only thread returns: the child ends, status 0
+ *                           (the parent waits for it at most 20 s).
  *   lifecycle signalfd      SIGTERM, blocked, is sent to the process and
  *                           read from a signalfd.
  *   lifecycle sigtimedwait  SIGALRM, blocked and with a handler, comes
  *                           from a timer and is then taken by
  *                           sigtimedwait: the handler must not run.
  *
- * The data the program and its atexit handler read is 32 MiB of heap
+ * The data the threads and the atexit handler read is 32 MiB of heap
  * (managed under upager-run) or of a region (embedded): with a smaller
  * budget it is evicted and read back meanwhile.  At exit the program
  * prints "atexit" and a checksum of it; the embedded program then destroys
@@ -19,6 +25,7 @@
  */
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,6 +33,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -66,6 +74,25 @@ static void at_exit(void)
 #endif
 }
 
+#ifdef UPG_EMBEDDED
+static void fork_prepare(void)
+{
+	if (upg_fork_prepare(rt))
+		fail("upg_fork_prepare");
+}
+
+static void fork_parent(void)
+{
+	upg_fork_parent(rt);
+}
+
+static void fork_child(void)
+{
+	if (upg_fork_child(rt))
+		_exit(127);
+}
+#endif
+
 /* The data, written before any signal or thread is in play. */
 static void setup(void)
 {
@@ -77,7 +104,9 @@ static void setup(void)
 		       upg_last_error());
 		exit(77);
 	}
-	if (err || upg_anon_create(rt, DATA_WORDS * 8, 0, &region)) {
+	if (err || upg_anon_create(rt, DATA_WORDS * 8, 0, &region) ||
+	    upg_region_inherit(region) ||
+	    pthread_atfork(fork_prepare, fork_parent, fork_child)) {
 		printf("FAIL: no runtime or region\n");
 		exit(1);
 	}
@@ -90,6 +119,88 @@ static void setup(void)
 	for (size_t i = 0; i < DATA_WORDS; i++)
 		data[i] = i * 0x9e3779b97f4a7c15ull;
 	atexit(at_exit);
+}
+
+static void *second(void *arg)
+{
+	usleep(50000);
+	printf("thread 2 %016llx\n", (unsigned long long)checksum());
+	return arg;
+}
+
+static void *first(void *arg)
+{
+	pthread_t t;
+
+	usleep(100000);	/* main has exited by now */
+	printf("thread 1 %016llx\n", (unsigned long long)checksum());
+	if (pthread_create(&t, NULL, second, NULL))
+		fail("pthread_create");
+	pthread_detach(t);
+	return arg;
+}
+
+static int exit_main(void)
+{
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, first, NULL))
+		fail("pthread_create");
+	pthread_exit(NULL);
+}
+
+/* Wait for pid at most WAIT_MS: a child that hangs is killed and
+ * reported, not waited for forever. */
+static void wait_child(pid_t pid)
+{
+	int status;
+
+	for (int ms = 0; ms < WAIT_MS; ms += 10) {
+		pid_t got = waitpid(pid, &status, WNOHANG);
+
+		if (got < 0)
+			fail("waitpid");
+		if (got == 0) {
+			usleep(10000);
+			continue;
+		}
+		if (WIFEXITED(status))
+			printf("child exited %d\n", WEXITSTATUS(status));
+		else
+			printf("child killed by signal %d\n", WTERMSIG(status));
+		return;
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	printf("FAIL: the child did not end in %d ms\n", WAIT_MS);
+	exit(1);
+}
+
+static void *forker(void *arg)
+{
+	pid_t pid;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		fail("fork");
+	if (pid == 0) {
+		/* The child's only thread: when it returns, the child ends. */
+		printf("child %016llx\n", (unsigned long long)checksum());
+		return arg;
+	}
+	wait_child(pid);
+	return arg;
+}
+
+static int fork_thread(void)
+{
+	pthread_t t;
+
+	if (pthread_create(&t, NULL, forker, NULL) ||
+	    pthread_join(t, NULL))
+		fail("pthread_create");
+	return 0;
 }
 
 static void block(int sig, sigset_t *set)
@@ -158,6 +269,8 @@ int main(int argc, char **argv)
 		const char *name;
 		int (*run)(void);
 	} modes[] = {
+		{ "exit-main", exit_main },
+		{ "fork-thread", fork_thread },
 		{ "signalfd", read_signalfd },
 		{ "sigtimedwait", take_sigtimedwait },
 	};
@@ -169,6 +282,7 @@ int main(int argc, char **argv)
 			return modes[i].run();
 		}
 	}
-	fprintf(stderr, "usage: lifecycle signalfd|sigtimedwait\n");
+	fprintf(stderr, "usage: lifecycle exit-main|fork-thread|signalfd|"
+		"sigtimedwait\n");
 	return 2;
 }
