@@ -12,6 +12,18 @@
  * unless its description says otherwise.  A region's memory may be used by
  * any number of threads while the runtime's handler threads serve its
  * faults.
+ *
+ * upager's own threads (fault handlers, the evictor, an exit watcher)
+ * block every signal from their first instruction, so a signal sent to
+ * the process reaches only the program's threads, or stays pending for its
+ * sigwait() or signalfd.  They still take what no thread can block:
+ * SIGKILL, SIGSTOP, a fault in their own code, and glibc's internal
+ * signals (setuid() and its kin use one to change every thread's
+ * credentials).  Nor do they keep the process alive: when the program's
+ * last thread ends (main having called pthread_exit), the watcher calls
+ * exit(0) as glibc would, so atexit handlers and destructors run, on the
+ * watcher, while faults are still served; one may call
+ * upg_runtime_destroy().
  */
 #ifndef UPAGER_H
 #define UPAGER_H

@@ -23,6 +23,7 @@
 #include "reserve.h"
 #include "runtime.h"
 #include "store.h"
+#include "thread.h"
 #include "uffd.h"
 #include "util.h"
 
@@ -701,12 +702,11 @@ int evictor_start(struct upg_runtime *rt)
 	if (err)
 		goto fail_map;
 	rt->evictor = ev;
-	err = -pthread_create(&ev->thread, NULL, evictor_main, rt);
+	err = thread_start(&ev->thread, evictor_main, rt, "upager-evict");
 	if (err) {
 		rt->evictor = NULL;
 		goto fail_map;
 	}
-	pthread_setname_np(ev->thread, "upager-evict");
 	return 0;
 
 fail_map:

@@ -10,7 +10,6 @@
  * it) is put aside and retried after the rest of the batch.
  */
 #include <errno.h>
-#include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
@@ -23,6 +22,7 @@
 #include "reserve.h"
 #include "runtime.h"
 #include "store.h"
+#include "thread.h"
 #include "uffd.h"
 #include "util.h"
 
@@ -564,12 +564,8 @@ static void *handler_main(void *arg)
 	struct handler *h = arg;
 	struct upg_runtime *rt = h->rt;
 	uint64_t spin_ns = (uint64_t)rt->opts.spin_us * 1000, t0 = 0;
-	sigset_t all;
 	bool go_on = true;
 
-	/* Application signals are not for us. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_BLOCK, &all, NULL);
 	while (go_on) {
 		ssize_t n = read_batch(h, &spin_ns, t0);
 
@@ -616,16 +612,14 @@ int handlers_start(struct upg_runtime *rt)
 			handlers_stop(rt);
 			return -ENOMEM;
 		}
-		err = pthread_create(&h->thread, NULL, handler_main, h);
+		snprintf(name, sizeof(name), "upager-fault%u", (uint8_t)i);
+		err = thread_start(&h->thread, handler_main, h, name);
 		if (err) {
 			log_error("cannot start a fault handler thread: %s",
-				  strerror(err));
+				  strerror(-err));
 			handlers_stop(rt);
-			return -err;
+			return err;
 		}
-		/* For top, perf and gdb. */
-		snprintf(name, sizeof(name), "upager-fault%u", (uint8_t)i);
-		pthread_setname_np(h->thread, name);
 		rt->nhandlers++;
 	}
 	return 0;

@@ -44,6 +44,7 @@
 #include "reserve.h"
 #include "runtime.h"
 #include "store.h"
+#include "thread.h"
 #include "uffd.h"
 #include "util.h"
 
@@ -345,6 +346,9 @@ static void *ring_doorbell(void *arg)
 	struct upg_runtime *rt = arg;
 
 	(void)*(volatile char *)rt->doorbell;
+	/* A handler mapped it: unmap it, or handlers_stop's touch would not
+	 * fault and the child's upg_runtime_destroy would wait forever. */
+	madvise(rt->doorbell, PAGE_SIZE, MADV_DONTNEED);
 	return NULL;
 }
 
@@ -356,7 +360,7 @@ static void assist_until_up(struct upg_runtime *rt)
 	struct iovec iov = { &msg, sizeof(msg) };
 	pthread_t helper;
 
-	if (!bounce || pthread_create(&helper, NULL, ring_doorbell, rt))
+	if (!bounce || thread_start(&helper, ring_doorbell, rt, "upager-bell"))
 		goto out;
 	while (pthread_tryjoin_np(helper, NULL) != 0) {
 		/* RWF_NOWAIT: a handler may take the message after poll. */
