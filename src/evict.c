@@ -478,7 +478,7 @@ static int reclaim_reserved(struct upg_runtime *rt, struct upg_region *r,
 	/* File regions and clones: EMPTY would read the file or snapshot. */
 	pte_t val = r->file || r->snap.origin ? pte_make(PTE_ZERO, 0, 0)
 					      : PTE_EMPTY;
-	int rc = uffd_move(rt->uffd, slot, addr, PAGE_SIZE);
+	int rc = uffd_move(rt->uffd, slot, addr, PAGE_SIZE, NULL);
 
 	if (rc < 0 && rc != -ENOENT) {
 		pte_unlock(e, old);
@@ -498,6 +498,30 @@ static int reclaim_reserved(struct upg_runtime *rt, struct upg_region *r,
 	} else {
 		COUNT(r, reservations_reclaimed, 1);
 	}
+	retire(rt, r, e, addr, old, val);
+	return 1;
+}
+
+/*
+ * A page moved into `slot`: store it and retire its entry; or, when the
+ * store has no room, nothing is lost: the page goes back where it was,
+ * write-protected in one step, as a snapshot may still need it (a MOVE
+ * back would come writable), and its entry is unlocked.  Returns 1, or
+ * -ENOSPC.
+ */
+static int store_moved(struct upg_runtime *rt, struct upg_region *r,
+		       _Atomic pte_t *e, pte_t old, void *addr, void *slot)
+{
+	pte_t val;
+	int rc = stored_entry(rt, r, slot, &val);
+
+	if (rc < 0) {
+		uffd_copy(rt->uffd, addr, slot, PAGE_SIZE, r->wp);
+		pte_unlock(e, old);
+		return rc;
+	}
+	counter_add(&rt->ctr.evictions_dirty, 1);
+	counter_add(&r->ctr.evictions_dirty, 1);
 	retire(rt, r, e, addr, old, val);
 	return 1;
 }
@@ -551,7 +575,7 @@ static int evict_one(struct upg_runtime *rt, struct upg_region *r,
 		return 1;
 	}
 	/* From here on any access to the page faults and waits on BUSY. */
-	rc = uffd_move(rt->uffd, slot, addr, PAGE_SIZE);
+	rc = uffd_move(rt->uffd, slot, addr, PAGE_SIZE, NULL);
 	if (rc == -ENOENT) {
 		/* No page there: the application dropped it itself
 		 * (MADV_DONTNEED), so it reads as zeros now. */
@@ -566,20 +590,57 @@ static int evict_one(struct upg_runtime *rt, struct upg_region *r,
 		pte_unlock(e, rc == -EBUSY ? old | PTE_PINNED : old);
 		return 0;
 	}
-	rc = stored_entry(rt, r, slot, &val);
-	if (rc < 0) {
-		/* Nothing is lost: the page goes back where it was,
-		 * write-protected in one step, as a snapshot may still need
-		 * it (a MOVE back would come writable). */
-		uffd_copy(rt->uffd, addr, slot, PAGE_SIZE, r->wp);
-		pte_unlock(e, old);
-		return rc;
-	}
-	counter_add(&rt->ctr.evictions_dirty, 1);
-	counter_add(&r->ctr.evictions_dirty, 1);
+	return store_moved(rt, r, e, old, addr, slot);
 gone:
 	retire(rt, r, e, addr, old, val);
 	return 1;
+}
+
+/*
+ * Evict the n victims at pages idx.. of r (consecutive) with one MOVE: a
+ * MOVE a page costs a TLB flush with an IPI to every CPU running the
+ * program (47-50 us a page measured on this guest with one other thread
+ * running), one MOVE of 64 pages 1.6 us a page.  Only plain anonymous
+ * pages (resident, no stored copy) go this way; the run stops at the first
+ * other, and whatever the MOVE did not take (a hole, a page pinned or
+ * shared with a child) is left unlocked for evict_one.  Returns how many
+ * victims it dealt with from the first (0: none, let evict_one try);
+ * *gone counts those that left, *err is -ENOSPC if the store filled.
+ */
+static unsigned evict_run(struct upg_runtime *rt, struct upg_region *r,
+			  uint64_t idx, unsigned n, char *slots,
+			  unsigned *gone, int *err)
+{
+	_Atomic pte_t *e[BATCH];
+	pte_t old[BATCH];
+	size_t moved = 0;
+	unsigned k, m;
+
+	for (k = 0; k < n; k++) {
+		e[k] = pt_entry(&r->pt, idx + k, false);
+		if (!e[k] || !pte_trylock(e[k], &old[k]))
+			break;
+		if (pte_state(old[k]) != PTE_RESIDENT ||
+		    (old[k] & (PTE_CACHED | PTE_PINNED))) {
+			pte_unlock(e[k], old[k]);
+			break;
+		}
+	}
+	if (k > 1)
+		uffd_move(rt->uffd, slots, page_of(r, idx), k * PAGE_SIZE,
+			  &moved);
+	m = (unsigned)(moved / PAGE_SIZE);
+	for (unsigned i = 0; i < m; i++) {
+		int rc = store_moved(rt, r, e[i], old[i], page_of(r, idx + i),
+				     slots + i * PAGE_SIZE);
+
+		if (rc < 0)
+			*err = rc;
+		*gone += rc == 1;
+	}
+	for (unsigned i = m; i < k; i++)
+		pte_unlock(e[i], old[i]);
+	return m;
 }
 
 static void wake_waiters(struct evictor *ev)
@@ -601,10 +662,25 @@ static void evict_round(struct upg_runtime *rt, struct evictor *ev)
 		unsigned n = select_victims(rt, ev, v, BATCH), gone = 0;
 		int rc = 0;
 
-		for (unsigned i = 0; i < n && rc != -ENOSPC; i++) {
-			rc = evict_one(rt, v[i].r, v[i].idx,
-				       (char *)ev->staging + i * PAGE_SIZE, zb);
-			gone += rc == 1;
+		for (unsigned i = 0, run; i < n && rc != -ENOSPC; i += run) {
+			char *slot = (char *)ev->staging + i * PAGE_SIZE;
+
+			/* Victims at consecutive pages leave with one MOVE
+			 * (the sweep goes in address order). */
+			for (run = 1; i + run < n && v[i + run].r == v[i].r &&
+				      v[i + run].idx == v[i].idx + run;
+			     run++)
+				;
+			if (run > 1 && !v[i].r->file)
+				run = evict_run(rt, v[i].r, v[i].idx, run, slot,
+						&gone, &rc);
+			else
+				run = 0;
+			if (run == 0) {
+				rc = evict_one(rt, v[i].r, v[i].idx, slot, zb);
+				gone += rc == 1;
+				run = 1;
+			}
 		}
 		zap_flush(rt, ev, zb);
 		madvise(ev->staging, BATCH * PAGE_SIZE, MADV_DONTNEED);

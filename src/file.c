@@ -537,7 +537,7 @@ enum file_evict_result file_evict(struct upg_region *r, uint64_t idx,
 	if (!shared_writable(r->file))
 		return FILE_EVICT_STORE;
 	/* From here on any access faults and waits for the entry. */
-	rc = uffd_move(uffd, staging, addr, PAGE_SIZE);
+	rc = uffd_move(uffd, staging, addr, PAGE_SIZE, NULL);
 	if (rc == -ENOENT) {
 		/* The application dropped the page itself. */
 		*val = pte_make(PTE_FILE, 0, 0);
@@ -551,7 +551,7 @@ enum file_evict_result file_evict(struct upg_region *r, uint64_t idx,
 	rc = write_clipped(r->file, idx, staging, PAGE_SIZE);
 	if (rc < 0) {
 		/* It goes back, writable after MOVE: dirty, not CACHED. */
-		uffd_move(uffd, addr, staging, PAGE_SIZE);
+		uffd_move(uffd, addr, staging, PAGE_SIZE, NULL);
 		warn_write(r, rc);
 		*val = (old & ~PTE_CACHED) | PTE_DIRTY;
 		return FILE_EVICT_STAYED;

@@ -186,17 +186,22 @@ static long fill_once(int fd, enum fill_op op, uintptr_t dst, uintptr_t src,
 	return *res > 0 ? (long)*res : 0;
 }
 
+/* *filled (may be NULL): the bytes done before an error, or all of len. */
 static int fill(int fd, enum fill_op op, uintptr_t dst, uintptr_t src,
-		size_t len, uint64_t mode)
+		size_t len, uint64_t mode, size_t *filled)
 {
 	int result = 0, err, yields = 0;
 
+	if (filled)
+		*filled = 0;
 	while (len > 0) {
 		long done = fill_once(fd, op, dst, src, len, mode, &err);
 
 		if (done > 0) {
 			done = MIN((size_t)done, len);
 			dst += done, src += done, len -= done;
+			if (filled)
+				*filled += (size_t)done;
 		}
 		if (err == 0 || (err == EAGAIN && done > 0))
 			continue;
@@ -222,23 +227,23 @@ static int fill(int fd, enum fill_op op, uintptr_t dst, uintptr_t src,
 int uffd_copy(int fd, void *dst, const void *src, size_t len, bool wp)
 {
 	return fill(fd, FILL_COPY, (uintptr_t)dst, (uintptr_t)src, len,
-		    wp ? UFFDIO_COPY_MODE_WP : 0);
+		    wp ? UFFDIO_COPY_MODE_WP : 0, NULL);
 }
 
 int uffd_zeropage(int fd, void *dst, size_t len)
 {
-	return fill(fd, FILL_ZERO, (uintptr_t)dst, 0, len, 0);
+	return fill(fd, FILL_ZERO, (uintptr_t)dst, 0, len, 0, NULL);
 }
 
 int uffd_poison(int fd, void *dst, size_t len)
 {
-	return fill(fd, FILL_POISON, (uintptr_t)dst, 0, len, 0);
+	return fill(fd, FILL_POISON, (uintptr_t)dst, 0, len, 0, NULL);
 }
 
-int uffd_move(int fd, void *dst, void *src, size_t len)
+int uffd_move(int fd, void *dst, void *src, size_t len, size_t *moved)
 {
 	return fill(fd, FILL_MOVE, (uintptr_t)dst, (uintptr_t)src, len,
-		    UFFDIO_MOVE_MODE_DONTWAKE);
+		    UFFDIO_MOVE_MODE_DONTWAKE, moved);
 }
 
 int uffd_writeprotect(int fd, void *addr, size_t len, bool wp, bool dontwake)

@@ -83,8 +83,11 @@ int uffd_copy(int fd, void *dst, const void *src, size_t len, bool wp);
 int uffd_zeropage(int fd, void *dst, size_t len);
 int uffd_poison(int fd, void *dst, size_t len);
 /* Move pages from src (anonymous, private) to dst (registered).  Without
- * wake: the caller wakes when its bookkeeping is done. */
-int uffd_move(int fd, void *dst, void *src, size_t len);
+ * wake: the caller wakes when its bookkeeping is done.  *moved (may be
+ * NULL): the bytes moved, all of len or those before the page that
+ * failed.  One call for a run costs one TLB flush where a call a page
+ * costs one each. */
+int uffd_move(int fd, void *dst, void *src, size_t len, size_t *moved);
 
 int uffd_wake(int fd, void *addr, size_t len);
 /* Set (wp true) or clear write protection; clearing wakes unless dontwake. */
