@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -240,10 +241,42 @@ int uffd_poison(int fd, void *dst, size_t len)
 	return fill(fd, FILL_POISON, (uintptr_t)dst, 0, len, 0, NULL);
 }
 
+/* Whether the page at addr is mapped (mincore never faults it in). */
+static bool page_present(uintptr_t addr)
+{
+	unsigned char v = 0;
+
+	return mincore((void *)addr, PAGE_SIZE, &v) == 0 && (v & 1);
+}
+
 int uffd_move(int fd, void *dst, void *src, size_t len, size_t *moved)
 {
-	return fill(fd, FILL_MOVE, (uintptr_t)dst, (uintptr_t)src, len,
-		    UFFDIO_MOVE_MODE_DONTWAKE, moved);
+	size_t done;
+	int rc = fill(fd, FILL_MOVE, (uintptr_t)dst, (uintptr_t)src, len,
+		      UFFDIO_MOVE_MODE_DONTWAKE, &done);
+
+	/*
+	 * Believe the page tables, not only the error: on this kernel
+	 * (6.18) a MOVE retried after EAGAIN was seen to fail with EEXIST
+	 * and 0 moved while the page had left its source for the
+	 * destination, which the caller would have taken for a page that
+	 * stayed, and lost when it cleared the destination.  The caller's
+	 * destination is empty before a MOVE, so a page there with none
+	 * left at the source was moved.
+	 */
+	while (rc < 0 && done < len &&
+	       page_present((uintptr_t)dst + done) &&
+	       !page_present((uintptr_t)src + done)) {
+		log_warn("UFFDIO_MOVE of %p failed (%s) but moved the page: "
+			 "taken as moved", (void *)((uintptr_t)src + done),
+			 strerror(-rc));
+		done += PAGE_SIZE;
+		if (done == len)
+			rc = 0;
+	}
+	if (moved)
+		*moved = done;
+	return rc;
 }
 
 int uffd_writeprotect(int fd, void *addr, size_t len, bool wp, bool dontwake)
