@@ -60,7 +60,9 @@ struct publisher {
 #define LIVE_MAX 64
 static struct publisher *_Atomic live[LIVE_MAX];
 static _Atomic unsigned file_seq;
-static _Atomic pid_t cleaned_by;
+/* Set once this process image has cleaned (a forked child inherits it:
+ * its parent did; an exec'd image starts clean). */
+static _Atomic bool cleaned;
 
 static void live_add(struct publisher *p)
 {
@@ -243,7 +245,7 @@ static void start_in(struct upg_runtime *rt, const char *dir, bool strict)
 		goto fail;
 	}
 	/* Once per process image: what earlier ones left behind. */
-	if (atomic_exchange(&cleaned_by, p->pid) != p->pid)
+	if (!atomic_exchange(&cleaned, true))
 		statsfile_clean(dir);
 	err = create_file(p);
 	if (!err)
