@@ -72,7 +72,8 @@ static void usage(FILE *f)
 "  RATIO     compression ratio of the pages stored, - before any\n"
 "  FAULTS/S  faults upager served per second, over the last second\n"
 "With PID, print that process's statistics: the counters below, sizes,\n"
-"and per fault kind the count and latency percentiles.\n"
+"and per fault kind the count and latency percentiles.  A process with\n"
+"several runtimes shows as one: counters summed, histograms merged.\n"
 "\n"
 "  -j, --json             JSON: one object for PID, an array of them for\n"
 "                         the list (per process: the counters below, sizes\n"
@@ -97,7 +98,8 @@ static void usage(FILE *f)
 "                      compressed RAM tier or the swap file) and file reads\n"
 "  pswpin              pages brought back from the swap store, with a fault\n"
 "                      or clustered with one\n"
-"  pswpout             pages written to the swap store when evicted\n"
+"  pswpout             pages written out when evicted: to the swap store\n"
+"                      (dirty pages of shared file regions: to their file)\n"
 "  workingset_refault  evicted pages faulted back soon after: thrashing\n"
 "Fault kinds: zero_read, zero_write (first touch), swapin_ram, swapin_disk,\n"
 "file, wp (write-protect: snapshots).  Latency is from the handler reading\n"
@@ -406,7 +408,7 @@ static const struct metric metrics[] = {
 	  "swap-ins and file reads.", m_pgmajfault },
 	{ "pswpin", COUNTER, "Pages brought back from the swap store.",
 	  m_pswpin },
-	{ "pswpout", COUNTER, "Pages written to the swap store when evicted.",
+	{ "pswpout", COUNTER, "Pages written out when evicted.",
 	  m_pswpout },
 	{ "workingset_refault", COUNTER, "Evicted pages faulted back soon "
 	  "after.", m_refault },
