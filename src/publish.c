@@ -7,8 +7,9 @@
  * memory private to the process), the file's layout is not struct
  * counters', and a fork needs no remapping of live counters.  The price
  * is one refresh per PUBLISH_MS on this thread: upg_stats_get() plus the
- * histograms copied (about 50 KiB), measured at 30-60 us on a loaded
- * 2-vCPU guest, i.e. well under 0.1 % of a CPU.  A reader sees values up
+ * histograms copied (about 50 KiB).  Measured with a 1 TiB region, 8192
+ * pages touched under a 16 MiB budget, on a 2-vCPU guest at load 47: a
+ * median of 54 us, p90 97 us; four a second, about 0.02 % of a CPU.  A reader sees values up
  * to PUBLISH_MS old, and all of one refresh (the seqlock), never a mix.
  *
  * Files are written as ".<pid>-<n>.tmp", filled, then renamed, so that a
