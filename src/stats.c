@@ -45,15 +45,6 @@ uint64_t hist_bucket_max(unsigned b)
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
-void hist_copy(struct hist *dst, const struct hist *src)
-{
-	for (unsigned b = 0; b < HIST_BUCKETS; b++)
-		atomic_init(&dst->bucket[b], LOAD(src->bucket[b]));
-	atomic_init(&dst->count, LOAD(src->count));
-	atomic_init(&dst->sum, LOAD(src->sum));
-	atomic_init(&dst->max, LOAD(src->max));
-}
-
 void hist_merge(struct hist *dst, const struct hist *src)
 {
 	for (unsigned b = 0; b < HIST_BUCKETS; b++)
@@ -62,6 +53,12 @@ void hist_merge(struct hist *dst, const struct hist *src)
 	atomic_init(&dst->count, LOAD(dst->count) + LOAD(src->count));
 	atomic_init(&dst->sum, LOAD(dst->sum) + LOAD(src->sum));
 	atomic_init(&dst->max, MAX(LOAD(dst->max), LOAD(src->max)));
+}
+
+void hist_copy(struct hist *dst, const struct hist *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	hist_merge(dst, src);
 }
 
 void hist_record(struct hist *h, uint64_t ns)
