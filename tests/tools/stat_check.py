@@ -23,6 +23,7 @@ import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 
 BUDGET = 16 << 20
@@ -44,15 +45,17 @@ def tool(*args, user=None):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
 
-def read_json(pid):
-    r = tool("--json", str(pid))
+def read_json(pid, *args):
+    r = tool(*args, "--json", str(pid))
     check(r.returncode == 0, f"--json {pid}: status {r.returncode}: {r.stderr}")
     return json.loads(r.stdout)
 
 
-def start(size, fork):
+def start(size, fork, stats_dir=None):
     args = [CHURN, str(size)] + (["--fork"] if fork else [])
     env = dict(os.environ)
+    if stats_dir:
+        env["UPAGER_STATS_DIR"] = stats_dir
     if RUN:
         args = [RUN, "-m", str(BUDGET)] + args
     else:
@@ -224,19 +227,26 @@ def main():
     check(wait_until(lambda: not any(os.path.exists(f) for f in gone), 10),
           f"files left after exit: {gone}")
 
-    # A killed program's file stays, and is recognised as stale.
-    k = start(8, fork=False)
+    # A killed program's file stays, and is recognised as stale.  In a
+    # directory of its own: a program starting elsewhere would clean the
+    # default one too.
+    d = tempfile.mkdtemp(prefix="upager-stat-test-")
+    k = start(8, fork=False, stats_dir=d)
     kpid = wait_line(k, r"^ready (\d+)")
-    kfiles = read_json(kpid)["files"]
+    kfiles = read_json(kpid, "--dir", d)["files"]
     k.send_signal(signal.SIGKILL)
     k.wait()
-    check(all(os.path.exists(f) for f in kfiles), "no file after SIGKILL")
-    r = tool(str(kpid))
+    check(kfiles and all(os.path.exists(f) for f in kfiles),
+          "no file after SIGKILL")
+    r = tool("--dir", d, str(kpid))
     check(r.returncode == 1 and "no process" in r.stderr,
           f"a dead pid: {r.returncode} {r.stderr}")
-    tool()
+    r = tool("--dir", d)
+    check(r.returncode == 0 and str(kpid) not in r.stdout,
+          f"a killed process listed: {r.stdout}")
     check(not any(os.path.exists(f) for f in kfiles),
           f"stale files not removed: {kfiles}")
+    shutil.rmtree(d)
 
     if failures:
         sys.exit(f"{len(failures)} check(s) failed")
