@@ -132,7 +132,13 @@ struct upg_options {
 				 * may hold before pages go to the swap file,
 				 * 0..90, default 25 (UPAGER_RAM_TIER) */
 	uint32_t reserved_u32b;
-	uint64_t reserved[5];	/* zero; room to grow */
+	const char *stats_dir;	/* where the live statistics file read by
+				 * upager-stat goes: NULL = the default
+				 * (/run/upager for root, else
+				 * $XDG_RUNTIME_DIR/upager or /tmp/upager-UID),
+				 * a directory (created 0700 if missing), or
+				 * "off": none (UPAGER_STATS_DIR) */
+	uint64_t reserved[4];	/* zero; room to grow */
 };
 
 /* Fill *opts with the defaults.  Never fails. */
@@ -619,6 +625,22 @@ UPG_API int upg_region_stats_get(const struct upg_region *region,
  * NULL argument or an unknown format, -EIO if the write failed.
  */
 UPG_API int upg_stats_print(struct upg_runtime *rt, FILE *f, int format);
+
+/*
+ * Live statistics: while a runtime lives, a thread of its own refreshes a
+ * copy of these statistics (with the raw latency histograms) every 250 ms
+ * in a file that upager-stat reads: <pid>-<n>.stats in the directory of
+ * upg_options.stats_dir (UPAGER_STATS_DIR), created mode 0700, the file
+ * 0600, so only its user (and root) can read it.  The fault path does not
+ * change: no syscall, no extra write.  The file is removed by
+ * upg_runtime_destroy() and at exit; one left by a killed process is
+ * recognised as stale (its process no longer maps it) and removed by the
+ * next runtime to start there or by upager-stat.  A child forked with
+ * upg_fork_child() publishes a file of its own.  stats_dir "off" (or
+ * UPAGER_STATS_DIR=off) publishes nothing.  A directory that cannot be
+ * used is logged (a warning when it was asked for, info for the default)
+ * and the runtime runs unpublished.
+ */
 
 /*
  * Write the statistics where the options ask (stats_path, stats_format),

@@ -73,6 +73,10 @@ static const struct opt options[] = {
 	  "log level" },
 	{ "UPAGER_STATS", OPT_STRING, FIELD(stats_path), 0, 0, NULL, "",
 	  "write statistics at exit: stderr, stdout or a file path" },
+	{ "UPAGER_STATS_DIR", OPT_STRING, FIELD(stats_dir), 0, 0, NULL,
+	  "/run/upager (root), $XDG_RUNTIME_DIR/upager or /tmp/upager-UID",
+	  "directory of the live statistics file that upager-stat reads; "
+	  "off = publish none" },
 	{ "UPAGER_STATS_FORMAT", OPT_ENUM, FIELD(stats_format), 0, 0,
 	  format_names, "text", "format of those statistics" },
 	{ "UPAGER_PRELOAD_HEAP", OPT_SIZE, FIELD(preload_heap), GIB,

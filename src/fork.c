@@ -41,6 +41,7 @@
 #include "log.h"
 #include "mem.h"
 #include "pagemap.h"
+#include "publish.h"
 #include "reserve.h"
 #include "runtime.h"
 #include "store.h"
@@ -467,6 +468,8 @@ int upg_fork_child(struct upg_runtime *rt)
 		err = evictor_start(rt);
 	if (!err)
 		assist_until_up(rt);
+	if (!err)
+		publish_fork_child(rt);
 	close_pair();
 	items_free();
 	if (err)

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "mem.h"
 #include "pagemap.h"
+#include "publish.h"
 #include "runtime.h"
 #include "store.h"
 #include "uffd.h"
@@ -58,10 +59,14 @@ static int resolve_options(const struct upg_options *in, struct upg_runtime *rt)
 	if (!err)
 		err = copy_string(rt->stats_path, sizeof(rt->stats_path),
 				  opts.stats_path, "the statistics path");
+	if (!err)
+		err = copy_string(rt->stats_dir, sizeof(rt->stats_dir),
+				  opts.stats_dir, "the statistics directory");
 	if (err)
 		return err;
 	opts.swap_dir = rt->swap_dir;
 	opts.stats_path = rt->stats_path[0] ? rt->stats_path : NULL;
+	opts.stats_dir = rt->stats_dir[0] ? rt->stats_dir : NULL;
 	rt->opts = opts;
 	log_set_level(opts.log_level);
 	return 0;
@@ -204,6 +209,7 @@ int upg_runtime_create(const struct upg_options *opts,
 		runtime_free(rt);
 		return err;
 	}
+	publish_start(rt);
 	log_debug("runtime up: userfaultfd features %#llx, %u handler(s)",
 		  (unsigned long long)rt->features, rt->nhandlers);
 	*out = rt;
@@ -239,6 +245,7 @@ void upg_runtime_destroy(struct upg_runtime *rt)
 
 	if (!rt)
 		return;
+	publish_stop(rt);
 	upg_stats_write(rt);
 	alive = regions_destroy_all(rt);
 	if (alive)

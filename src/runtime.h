@@ -79,6 +79,7 @@ struct upg_runtime {
 	struct upg_options opts;
 	char swap_dir[PATH_MAX];
 	char stats_path[PATH_MAX];
+	char stats_dir[PATH_MAX];	/* opts.stats_dir, "" = the default */
 
 	pthread_rwlock_t regions_lock;
 	struct upg_region **regions;	/* sorted by start */
@@ -95,6 +96,7 @@ struct upg_runtime {
 
 	struct counters ctr;
 	struct hist *hist;	/* [UPG_FAULT_NKINDS] */
+	struct publisher *publisher;	/* live statistics (publish.h) */
 };
 
 static inline void region_add_resident(struct upg_region *r, int64_t n)
