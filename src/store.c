@@ -791,27 +791,38 @@ int store_put_copy(struct store *st, const void *page, void *owner,
 	return put(st, page, owner, handle);
 }
 
+int store_decode(struct codec *c, const void *src, size_t len, uint32_t csum,
+		 void *page)
+{
+	if (len == 0 || len > PAGE_SIZE)
+		return -EILSEQ;
+	/* Checked before decoding: the codecs are not asked to make sense
+	 * of bytes that are not what was stored. */
+	if (codec_checksum(src, len, 0) != csum)
+		return -EBADMSG;
+	if (len == PAGE_SIZE) {
+		memcpy(page, src, PAGE_SIZE);
+		return 0;
+	}
+	return codec_decompress(c, src, len, page) ? -EILSEQ : 0;
+}
+
 /* Check and decode a stored object into `page`. */
 static int obj_decode(struct store *st, const char *src, const struct obj *o,
 		      uint64_t handle, void *page)
 {
-	int err;
+	int err = store_decode(st->codec, src, o->len, o->csum, page);
 
-	if (codec_checksum(src, o->len, 0) != o->csum) {
+	if (err == -EBADMSG) {
 		count(&st->checksum_errors);
 		log_error("store: checksum mismatch, handle %#llx",
 			  (unsigned long long)handle);
-		return -EBADMSG;
-	}
-	if (o->len == PAGE_SIZE) {
-		memcpy(page, src, PAGE_SIZE);
-		return 0;
-	}
-	err = codec_decompress(st->codec, src, o->len, page);
-	if (err)
+	} else if (err) {
 		log_error("store: handle %#llx does not decompress",
 			  (unsigned long long)handle);
-	return err;
+	}
+	/* Either way the page is lost: one error for the caller. */
+	return err ? -EBADMSG : 0;
 }
 
 /*
