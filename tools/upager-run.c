@@ -25,11 +25,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "upager.h"
+#include "run_options.h"
 
 #define LIB_NAME "libupager-preload.so"
-#define EXIT_USAGE 2
 
 #ifndef UPAGER_LIBDIR
 #define UPAGER_LIBDIR "/usr/local/lib/upager"
@@ -38,61 +36,10 @@
 #define UPAGER_PRELOAD_RELDIR "../lib/upager"
 #endif
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: upager-run [options] [--] program [args...]\n"
-		"\n"
-		"Run program with its heap (malloc) and its large private anonymous\n"
-		"mappings managed by upager: zero-filled on demand, kept within the\n"
-		"memory limit by a compressed swap store.\n"
-		"\n"
-		"  -m, --mem-limit SIZE  budget of resident memory plus compressed RAM\n"
-		"                        tier (e.g. 256M, 2G); 0 = unlimited\n"
-		"  -d, --swap-dir DIR    directory of the (unlinked) swap file\n"
-		"  -c, --codec NAME      lz4, zstd or none\n"
-		"  -s, --stats[=FILE]    write statistics at exit to FILE (default\n"
-		"                        stderr)\n"
-		"  -j, --json            statistics as JSON (implies --stats)\n"
-		"  -h, --help            this text\n"
-		"  -V, --version         the version\n"
-		"\n"
-		"Every upager option can also be set in the environment:\n");
-	options_describe(f);
-	fprintf(f,
-		"\n"
-		"The exit status is the program's; 126 or 127 if it cannot be run\n"
-		"(as with env(1)), %d for a bad option.\n", EXIT_USAGE);
-}
-
 static void die_usage(const char *fmt, const char *arg)
 {
-	fprintf(stderr, "upager-run: ");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\nTry 'upager-run --help'.\n");
-	exit(EXIT_USAGE);
-}
-
-/* Check value with the library's table, then export it. */
-static void set_option(struct upg_options *o, const char *var,
-		       const char *value)
-{
-	if (upg_options_set(o, var, value) < 0)
-		exit(EXIT_USAGE);	/* the library said why */
-	if (setenv(var, value, 1) < 0) {
-		perror("upager-run: setenv");
-		exit(EXIT_USAGE);
-	}
-}
-
-static void check_dir(const char *dir)
-{
-	struct stat st;
-
-	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
-		die_usage("--swap-dir '%s' is not a directory", dir);
-	if (access(dir, W_OK | X_OK) < 0)
-		die_usage("--swap-dir '%s' is not writable", dir);
+	run_usage_error(fmt, arg);
+	exit(RUN_EXIT_USAGE);
 }
 
 static bool try_lib(char *out, size_t len, const char *dir, const char *sub)
@@ -139,7 +86,7 @@ static void set_preload(const char *lib)
 
 	if (!v) {
 		perror("upager-run");
-		exit(EXIT_USAGE);
+		exit(RUN_EXIT_USAGE);
 	}
 	snprintf(v, len, "%s%s%s", lib, old && *old ? ":" : "",
 		 old ? old : "");
@@ -149,69 +96,26 @@ static void set_preload(const char *lib)
 
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "mem-limit", required_argument, NULL, 'm' },
-		{ "swap-dir", required_argument, NULL, 'd' },
-		{ "codec", required_argument, NULL, 'c' },
-		{ "stats", optional_argument, NULL, 's' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct upg_options o;
-	const char *stats = NULL;
+	struct run_args a;
 	char lib[PATH_MAX], pid[32];
-	bool json = false;
-	int c;
+	int err = run_parse(argc, argv, &a);
 
-	upg_options_init(&o);
-	/* '+': stop at the program name, its options are its own. */
-	while ((c = getopt_long(argc, argv, "+m:d:c:s::jhV", longopts,
-				NULL)) != -1) {
-		switch (c) {
-		case 'm':
-			set_option(&o, "UPAGER_MEM_LIMIT", optarg);
-			break;
-		case 'd':
-			check_dir(optarg);
-			set_option(&o, "UPAGER_SWAP_DIR", optarg);
-			break;
-		case 'c':
-			set_option(&o, "UPAGER_CODEC", optarg);
-			break;
-		case 's':
-			stats = optarg && *optarg ? optarg : "stderr";
-			break;
-		case 'j':
-			json = true;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		case 'V':
-			printf("upager-run %s\n", upg_version());
-			return 0;
-		default:
-			fprintf(stderr, "Try 'upager-run --help'.\n");
-			return EXIT_USAGE;
+	if (err)
+		return err > 0 ? 0 : RUN_EXIT_USAGE;
+	for (int i = 0; i < a.nenv; i++) {
+		if (setenv(a.env[i].var, a.env[i].value, 1) < 0) {
+			perror("upager-run: setenv");
+			return RUN_EXIT_USAGE;
 		}
 	}
-	if (optind >= argc)
-		die_usage("%s", "no program to run");
-	if (json) {
-		set_option(&o, "UPAGER_STATS_FORMAT", "json");
-		stats = stats ? stats : "stderr";
-	}
-	if (stats) {
-		set_option(&o, "UPAGER_STATS", stats);
+	if (a.opts.stats_path) {
 		snprintf(pid, sizeof(pid), "%ld", (long)getpid());
 		setenv("UPAGER_STATS_PID", pid, 1);
 	}
 	find_lib(lib, sizeof(lib));
 	set_preload(lib);
-	execvp(argv[optind], &argv[optind]);
-	fprintf(stderr, "upager-run: cannot run '%s': %s\n", argv[optind],
+	execvp(argv[a.prog], &argv[a.prog]);
+	fprintf(stderr, "upager-run: cannot run '%s': %s\n", argv[a.prog],
 		strerror(errno));
 	return errno == ENOENT ? 127 : 126;
 }
