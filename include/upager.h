@@ -153,10 +153,12 @@ struct upg_options {
  * (UFFD_USER_MODE_ONLY), which any process may open.  What changes: only
  * faults taken by the program's own instructions are served.  A system
  * call or any other kernel access to a page of a region that is not
- * present -- never touched, or evicted to the swap store -- is not served
- * and fails with EFAULT: read(2) or recv(2) into such a buffer, write(2)
- * from it, a futex on it, io_uring buffers.  Touch the pages first (one
- * write per page), or keep such buffers outside regions.  Everything else
+ * present -- never touched, or evicted to the swap store -- or that upager
+ * keeps write-protected (swapped in by a read and not written since, under
+ * a snapshot) is not served and fails with EFAULT: read(2) or recv(2) into
+ * such a buffer, write(2) from it, a futex on it, io_uring buffers.  Touch
+ * the pages first (one write per page), or keep such buffers outside
+ * regions.  Everything else
  * is the same, fork() included (upg_fork_child() gives the child a
  * user-mode-only userfaultfd of its own; the kernel's
  * UFFD_FEATURE_EVENT_FORK, which needs CAP_SYS_PTRACE, is never used).

@@ -49,10 +49,10 @@ static int handshake(int fd, uint64_t want, uint64_t *got)
 }
 
 /* read(2), not stdio: no malloc, as in the preload library's start. */
-int uffd_seccomp_mode(void)
+int proc_int(const char *path, const char *key)
 {
-	char buf[4096], *p;
-	int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+	char buf[4096], *p = buf;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
 
 	if (fd >= 0)
@@ -60,8 +60,20 @@ int uffd_seccomp_mode(void)
 	if (n <= 0)
 		return -1;
 	buf[n] = '\0';
-	p = strstr(buf, "\nSeccomp:");
-	return p ? atoi(p + strlen("\nSeccomp:")) : -1;
+	while (key && strncmp(p, key, strlen(key)) != 0) {
+		p = strchr(p, '\n');
+		if (!p)
+			return -1;
+		p++;
+	}
+	if (key)
+		p += strlen(key);
+	return atoi(p);
+}
+
+int uffd_seccomp_mode(void)
+{
+	return proc_int("/proc/self/status", "Seccomp:");
 }
 
 static void log_refused(int sys_err, int dev_err)

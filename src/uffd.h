@@ -101,6 +101,10 @@ struct uffd_access {
 };
 void uffd_probe(struct uffd_access *a);
 
+/* The number in a /proc file: at its start (key NULL), or after the line
+ * start `key` ("Seccomp:"); -1 if there is none. */
+int proc_int(const char *path, const char *key);
+
 /* Seccomp field of /proc/self/status: 0 off, 1 strict, 2 filter; -1 if
  * unknown. */
 int uffd_seccomp_mode(void);

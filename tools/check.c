@@ -54,20 +54,6 @@ static const char *for_store(const struct report *r)
 	return r->budget ? "no" : "warn";
 }
 
-static int read_sysctl(const char *path)
-{
-	char buf[32];
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
-
-	if (fd >= 0)
-		close(fd);
-	if (n <= 0)
-		return -1;
-	buf[n] = '\0';
-	return atoi(buf);
-}
-
 static const char *err_name(int err)
 {
 	return err == 0 ? "opens" : strerror(-err);
@@ -75,7 +61,7 @@ static const char *err_name(int err)
 
 static void uffd_findings(struct report *r, const struct uffd_access *a)
 {
-	int sysctl = read_sysctl("/proc/sys/vm/unprivileged_userfaultfd");
+	int sysctl = proc_int("/proc/sys/vm/unprivileged_userfaultfd", NULL);
 	int seccomp = uffd_seccomp_mode();
 	struct stat st;
 
@@ -141,7 +127,7 @@ static void feature_findings(struct report *r, uint64_t f)
 
 static void io_uring_findings(struct report *r)
 {
-	int disabled = read_sysctl("/proc/sys/kernel/io_uring_disabled");
+	int disabled = proc_int("/proc/sys/kernel/io_uring_disabled", NULL);
 	struct io_uring ring;
 	int err = io_uring_queue_init(4, &ring, 0);
 	char why[96] = "";
