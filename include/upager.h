@@ -131,7 +131,10 @@ struct upg_options {
 	uint32_t ram_tier;	/* percent of mem_limit the compressed RAM tier
 				 * may hold before pages go to the swap file,
 				 * 0..90, default 25 (UPAGER_RAM_TIER) */
-	uint32_t reserved_u32b;
+	uint32_t user_mode_only; /* 1: accept a user-mode-only userfaultfd
+				  * when the full kind is refused; 0 or 1,
+				  * default 0 (UPAGER_USER_MODE_ONLY).  See
+				  * "Without privilege" below. */
 	const char *stats_dir;	/* where the live statistics file read by
 				 * upager-stat goes: NULL = the default
 				 * (/run/upager for root, else
@@ -140,6 +143,35 @@ struct upg_options {
 				 * "off": none (UPAGER_STATS_DIR) */
 	uint64_t reserved[4];	/* zero; room to grow */
 };
+
+/*
+ * Without privilege.  The full userfaultfd, which upager uses by default,
+ * also reports the faults the kernel takes on the process's behalf (a
+ * read(2) into a buffer whose page is not present waits while upager
+ * brings the page in).  Opening it takes one of: the CAP_SYS_PTRACE
+ * capability, `sysctl vm.unprivileged_userfaultfd=1`, or read-write
+ * access to /dev/userfaultfd (a udev rule can give it to a group).
+ * Without them upg_runtime_create() fails with -EPERM and a message that
+ * names these three.
+ *
+ * A program that sets user_mode_only (or UPAGER_USER_MODE_ONLY=1) accepts
+ * instead, when all of those are refused, the user-mode-only kind
+ * (UFFD_USER_MODE_ONLY), which any process may open.  What changes: only
+ * faults taken by the program's own instructions are served.  A system
+ * call or any other kernel access to a page of a region that is not
+ * present -- never touched, or evicted to the swap store -- or that upager
+ * keeps write-protected (swapped in by a read and not written since, under
+ * a snapshot) is not served and fails with EFAULT: read(2) or recv(2) into
+ * such a buffer, write(2) from it, a futex on it, io_uring buffers.  Touch
+ * the pages first (one write per page), or keep such buffers outside
+ * regions.  Everything else
+ * is the same, fork() included (upg_fork_child() gives the child a
+ * user-mode-only userfaultfd of its own; the kernel's
+ * UFFD_FEATURE_EVENT_FORK, which needs CAP_SYS_PTRACE, is never used).
+ * The full kind is still taken when it is allowed.  Preload mode
+ * (upager-run) ignores this option: it cannot know what an unmodified
+ * program hands to the kernel.
+ */
 
 /* Fill *opts with the defaults.  Never fails. */
 UPG_API void upg_options_init(struct upg_options *opts);
@@ -187,7 +219,8 @@ struct upg_runtime;
  *   -EPERM   userfaultfd is not permitted: the message (upg_last_error(),
  *            also logged) says what to change (CAP_SYS_PTRACE,
  *            vm.unprivileged_userfaultfd, permissions of /dev/userfaultfd,
- *            a seccomp filter);
+ *            a seccomp filter); or see user_mode_only ("Without
+ *            privilege" above);
  *   -ENOSYS  the kernel has no userfaultfd;
  *   -ENOMEM, -EAGAIN  memory or threads could not be had.
  */

@@ -79,6 +79,10 @@ static const struct opt options[] = {
 	  "off = publish none" },
 	{ "UPAGER_STATS_FORMAT", OPT_ENUM, FIELD(stats_format), 0, 0,
 	  format_names, "text", "format of those statistics" },
+	{ "UPAGER_USER_MODE_ONLY", OPT_UINT, FIELD(user_mode_only), 0, 1,
+	  NULL, "0", "1: where the full userfaultfd is refused, use a "
+	  "user-mode-only one: system calls given managed memory that is not "
+	  "resident fail with EFAULT (library only; preload mode ignores it)" },
 	{ "UPAGER_PRELOAD_HEAP", OPT_SIZE, FIELD(preload_heap), GIB,
 	  UPG_REGION_MAX, NULL, "1T", "preload mode: address space reserved "
 	  "for the managed heap and mappings" },

@@ -422,7 +422,8 @@ static int rebuild(struct upg_runtime *rt)
 	rt->evictor = NULL;
 	rt->store = NULL;
 	munmap((void *)rt->zero_src, ZERO_MAX_PAGES * PAGE_SIZE);
-	err = uffd_open(&rt->uffd, &rt->features);
+	err = uffd_open(&rt->uffd, &rt->features, rt->opts.user_mode_only,
+			&rt->user_only);
 	if (!err)
 		err = map_private_pages(rt);
 	if (!err)

@@ -194,7 +194,8 @@ int upg_runtime_create(const struct upg_options *opts,
 	if (!err && rt->opts.idle_poll)
 		rt->idle_poll_fd = idle_poll_hold();
 	if (!err)
-		err = uffd_open(&rt->uffd, &rt->features);
+		err = uffd_open(&rt->uffd, &rt->features,
+				rt->opts.user_mode_only, &rt->user_only);
 	if (!err)
 		err = map_private_pages(rt);
 	if (!err)
@@ -210,7 +211,8 @@ int upg_runtime_create(const struct upg_options *opts,
 		return err;
 	}
 	publish_start(rt);
-	log_debug("runtime up: userfaultfd features %#llx, %u handler(s)",
+	log_debug("runtime up: %suserfaultfd features %#llx, %u handler(s)",
+		  rt->user_only ? "user-mode-only " : "",
 		  (unsigned long long)rt->features, rt->nhandlers);
 	*out = rt;
 	return 0;

@@ -76,6 +76,7 @@ struct upg_runtime {
 	int pagemap_fd;		/* /proc/self/pagemap, -1 without PAGEMAP_SCAN */
 	int idle_poll_fd;	/* /dev/cpu_dma_latency held at 0, or -1 */
 	uint64_t features;
+	bool user_only;		/* a UFFD_USER_MODE_ONLY userfaultfd */
 	struct upg_options opts;
 	char swap_dir[PATH_MAX];
 	char stats_path[PATH_MAX];

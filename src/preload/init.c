@@ -190,6 +190,13 @@ static int start(void)
 		pl_say("upager: %s runs unmanaged", program_invocation_short_name);
 		return -EINVAL;
 	}
+	/* The program may hand the heap to the kernel (read(2) into a
+	 * malloc'd buffer): only the full kind serves that. */
+	if (o.user_mode_only)
+		pl_say("upager: UPAGER_USER_MODE_ONLY is ignored in preload "
+		       "mode: %s may give the kernel memory that is not "
+		       "resident", program_invocation_short_name);
+	o.user_mode_only = 0;
 	dl_iterate_phdr(find_text, (void *)probes);
 	/* One line if userfaultfd is missing, not the runtime's several. */
 	level = o.log_level;
