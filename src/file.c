@@ -433,7 +433,7 @@ int file_fault(struct file_io **fiop, struct upg_region *r, uint64_t idx,
 	if (!*fiop) {
 		/* Let the thread fault again: maybe memory comes back. */
 		pte_unlock(e, old);
-		return uffd_wake(r->rt->uffd, addr, PAGE_SIZE) ?: -ENOMEM;
+		return uffd_wake(r->rt->uffd, addr, PAGE_SIZE);
 	}
 	w.fio = *fiop;
 	if (pte_state(old) == PTE_FILE)
