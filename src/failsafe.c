@@ -32,11 +32,11 @@ void fail_fault(struct upg_runtime *rt, uintptr_t addr, bool wp)
 	if (wp) {
 		rc = uffd_writeprotect(rt->uffd, page, PAGE_SIZE, false, false);
 	} else {
-		/* EEXIST: a page is there after all (fill() woke the
+		/* Counted first: the thread, once woken, may look.
+		 * EEXIST: a page is there after all (fill() woke the
 		 * thread): it finds it when it runs again. */
+		counter_add(&rt->ctr.poisoned, 1);
 		rc = uffd_poison(rt->uffd, page, PAGE_SIZE);
-		if (rc == 0)
-			counter_add(&rt->ctr.poisoned, 1);
 	}
 	if (rc < 0 && rc != -EEXIST)
 		uffd_wake(rt->uffd, page, PAGE_SIZE);

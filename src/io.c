@@ -164,7 +164,6 @@ void *io_wbuf(struct io *io, enum io_wbuf which)
 static long xfer_batch(struct io_reader *r, bool write, unsigned bi,
 		       char *buf, uint64_t off, size_t len)
 {
-	_Atomic int *fail = write ? &r->io->fail_write : &r->io->fail_read;
 	long got[IO_QD];
 	unsigned n = 0;
 	long done = 0;
@@ -196,8 +195,6 @@ static long xfer_batch(struct io_reader *r, bool write, unsigned bi,
 			break;
 		got[cqe->user_data] = cqe->res;
 		io_uring_cqe_seen(&r->ring, cqe);
-		if (atomic_exchange(fail, 0))
-			got[cqe->user_data] = -EIO;
 	}
 	if (err < 0)
 		return err;
@@ -219,8 +216,6 @@ static long xfer_batch(struct io_reader *r, bool write, unsigned bi,
 static int xfer_sync(struct io *io, bool write, char *buf, uint64_t off,
 		     size_t len)
 {
-	if (atomic_exchange(write ? &io->fail_write : &io->fail_read, 0))
-		return -EIO;
 	while (len > 0) {
 		ssize_t n = write ? pwrite(io->fd, buf, len, (off_t)off)
 				  : pread(io->fd, buf, len, (off_t)off);
@@ -240,6 +235,11 @@ static int xfer_sync(struct io *io, bool write, char *buf, uint64_t off,
 static int xfer(struct io_reader *r, bool write, unsigned bi, char *buf,
 		uint64_t off, size_t len)
 {
+	/* An injected failure (tests): the transfer is not even made, so
+	 * nothing of it reaches the file or the buffer. */
+	if (atomic_exchange(write ? &r->io->fail_write : &r->io->fail_read,
+			    0))
+		return -EIO;
 	if (r->io->sync)
 		return xfer_sync(r->io, write, buf, off, len);
 	while (len > 0) {

@@ -32,7 +32,7 @@ enum io_wbuf {
 	IO_NWBUF
 };
 
-/* Fault injection (tests): the next read or write completes with -EIO;
+/* Fault injection (tests): the next read or write fails with -EIO, not made;
  * IO_FAIL_NONE cancels what is pending. */
 enum io_fail {
 	IO_FAIL_NONE = 0,
