@@ -212,13 +212,13 @@ static long xfer_batch(struct io_reader *r, bool write, unsigned bi,
 	return done;
 }
 
-/* The fallback's transfer (fall_back). */
-static int xfer_sync(struct io *io, bool write, char *buf, uint64_t off,
-		     size_t len)
+int pio_full(int fd, bool write, void *p, uint64_t off, size_t len)
 {
+	char *buf = p;
+
 	while (len > 0) {
-		ssize_t n = write ? pwrite(io->fd, buf, len, (off_t)off)
-				  : pread(io->fd, buf, len, (off_t)off);
+		ssize_t n = write ? pwrite(fd, buf, len, (off_t)off)
+				  : pread(fd, buf, len, (off_t)off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -240,8 +240,8 @@ static int xfer(struct io_reader *r, bool write, unsigned bi, char *buf,
 	if (atomic_exchange(write ? &r->io->fail_write : &r->io->fail_read,
 			    0))
 		return -EIO;
-	if (r->io->sync)
-		return xfer_sync(r->io, write, buf, off, len);
+	if (r->io->sync)	/* the fallback (fall_back) */
+		return pio_full(r->io->fd, write, buf, off, len);
 	while (len > 0) {
 		long n = xfer_batch(r, write, bi, buf, off, len);
 

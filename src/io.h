@@ -49,6 +49,11 @@ struct io_reader;
  * (io_is_sync), said once in the log.  -ENOMEM. */
 int io_create(int fd, size_t wbuf_size, struct io **out);
 bool io_is_sync(const struct io *io);
+
+/* All `len` bytes between p and offset off of fd with pwrite (write) or
+ * pread, resumed after short transfers and EINTR: 0, or -errno (-EIO
+ * for an end of file). */
+int pio_full(int fd, bool write, void *p, uint64_t off, size_t len);
 void io_destroy(struct io *io);
 
 /* The writer's buffer `which` (page-aligned, wbuf_size bytes). */

@@ -292,22 +292,37 @@ END_TEST
 
 /* ---- a swap file write error ---- */
 
-/* One segment write fails: its pages stay in the RAM tier, the write is
- * made again later, every page reads back. */
-START_TEST(write_error_keeps_pages)
+/* A runtime with a budget and a region four times that, filled (tag) once
+ * arm(rt) has set a failure up: every page reads back, none is poisoned. */
+static struct upg_runtime *survives(void (*arm)(struct upg_runtime *rt),
+				    uint64_t tag)
 {
 	const size_t pages = 4 * BUDGET / TPAGE;
 	struct upg_runtime *rt = budget_runtime();
 	struct upg_region *r;
 	char *p;
 
+	arm(rt);
+	p = filled(rt, pages, tag, 0, &r);
+	all_intact(p, pages, tag, SIZE_MAX);
+	ck_assert_uint_eq(test_stats(rt).poisoned, 0);
+	return rt;
+}
+
+static void fail_a_write(struct upg_runtime *rt)
+{
 	store_inject(rt->store, STORE_INJECT_WRITE_EIO);
-	p = filled(rt, pages, 3, 0, &r);
+}
+
+/* One segment write fails: its pages stay in the RAM tier, the write is
+ * made again later, every page reads back. */
+START_TEST(write_error_keeps_pages)
+{
+	struct upg_runtime *rt = survives(fail_a_write, 3);
+
 	ck_assert_uint_eq(store_stats(rt).io_errors, 1);
 	ck_assert_int_eq(store_flush(rt->store), 0);
 	ck_assert_uint_gt(store_stats(rt).disk_bytes, 0);
-	all_intact(p, pages, 3, SIZE_MAX);
-	ck_assert_uint_eq(test_stats(rt).poisoned, 0);
 	upg_runtime_destroy(rt);
 }
 END_TEST
@@ -448,20 +463,18 @@ START_TEST(fill_fails_sigbus)
 }
 END_TEST
 
+static void fail_moves(struct upg_runtime *rt)
+{
+	inject_arm(INJECT_UFFD_FILL, _IOC_NR(UFFDIO_MOVE), ENOMEM, 200);
+}
+
 /* UFFDIO_MOVE failing (ENOMEM) 200 times while the evictor works: those
  * pages stay where they are; nothing is lost, nothing poisoned. */
 START_TEST(move_fails_page_stays)
 {
-	const size_t pages = 4 * BUDGET / TPAGE;
-	struct upg_runtime *rt = budget_runtime();
-	struct upg_region *r;
-	char *p;
+	struct upg_runtime *rt = survives(fail_moves, 6);
 
-	inject_arm(INJECT_UFFD_FILL, _IOC_NR(UFFDIO_MOVE), ENOMEM, 200);
-	p = filled(rt, pages, 6, 0, &r);
 	ck_assert_uint_eq(inject_armed, 0);	/* all 200 were hit */
-	all_intact(p, pages, 6, SIZE_MAX);
-	ck_assert_uint_eq(test_stats(rt).poisoned, 0);
 	ck_assert_uint_gt(test_stats(rt).evictions_dirty, 0);
 	upg_runtime_destroy(rt);
 }
