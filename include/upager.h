@@ -222,7 +222,14 @@ struct upg_runtime;
  *            a seccomp filter); or see user_mode_only ("Without
  *            privilege" above);
  *   -ENOSYS  the kernel has no userfaultfd;
+ *   -ENOENT, -ENOTDIR, -EACCES, -EROFS, -EOPNOTSUPP  with a budget, the
+ *            swap directory (UPAGER_SWAP_DIR) is missing, not a directory,
+ *            not writable by this user, or has no O_TMPFILE; checked
+ *            first, and the message names it;
  *   -ENOMEM, -EAGAIN  memory or threads could not be had.
+ * Without io_uring the swap file is read with pread/pwrite (a warning).
+ * Failures met while running, and what each costs: README.md, "When
+ * things fail".
  */
 UPG_API UPG_NODISCARD int upg_runtime_create(const struct upg_options *opts,
 					     struct upg_runtime **out);

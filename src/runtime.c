@@ -124,8 +124,12 @@ int store_start(struct upg_runtime *rt)
 		return 0;
 	err = store_create(&cfg, &rt->store);
 	if (err)
-		log_error("cannot create the swap store in %s: %s",
-			  rt->swap_dir, strerror(-err));
+		log_error("cannot create the swap file in UPAGER_SWAP_DIR=%s: "
+			  "%s (it takes an existing directory this user can "
+			  "write, on a file system with O_TMPFILE: tmpfs, "
+			  "ext4, xfs, btrfs)", rt->swap_dir,
+			  err == -EOPNOTSUPP ? "no O_TMPFILE there"
+					     : strerror(-err));
 	return err;
 }
 
@@ -193,13 +197,15 @@ int upg_runtime_create(const struct upg_options *opts,
 	err = rt->hist ? resolve_options(opts, rt) : -ENOMEM;
 	if (!err && rt->opts.idle_poll)
 		rt->idle_poll_fd = idle_poll_hold();
+	/* The swap directory first: a wrong one is the user's to fix,
+	 * whatever userfaultfd says after. */
+	if (!err)
+		err = store_start(rt);
 	if (!err)
 		err = uffd_open(&rt->uffd, &rt->features,
 				rt->opts.user_mode_only, &rt->user_only);
 	if (!err)
 		err = map_private_pages(rt);
-	if (!err)
-		err = store_start(rt);
 	if (!err)
 		err = handlers_start(rt);
 	if (!err)

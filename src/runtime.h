@@ -89,6 +89,8 @@ struct upg_runtime {
 	struct handler *handlers;
 	unsigned nhandlers;
 	_Atomic bool stopping;
+	/* A thread of ours stopped unasked: faults get SIGBUS (failsafe.h). */
+	_Atomic bool failed;
 	void *doorbell;		/* one registered page: touched to stop handlers */
 	const void *zero_src;	/* FILL_MAX_PAGES zero pages, never managed */
 

@@ -721,7 +721,7 @@ static long open_room(struct store *st, size_t len)
 	/* Errors here are retried by the next seal, above. */
 	err = shrink_ram(st, st->ram_cap);
 	if (err && err != -ENOSPC)
-		log_warn("store: RAM tier over its limit: %d", err);
+		log_warn("store: RAM tier over its limit: %s", strerror(-err));
 	return 0;
 }
 
@@ -1056,6 +1056,7 @@ void store_get_stats(struct store *st, struct store_stats *out)
 		.dropped = st->dropped,
 		.io_errors = atomic_load(&st->io_errors),
 		.checksum_errors = atomic_load(&st->checksum_errors),
+		.sync_io = io_is_sync(st->io),
 	};
 	unlock(st);
 }

@@ -55,10 +55,12 @@ struct store_stats {
 	uint64_t copies;	/* live objects put with store_put_copy */
 	uint64_t dropped;	/* copies dropped (cumulative) */
 	uint64_t io_errors, checksum_errors;
+	bool sync_io;		/* no io_uring: pread/pwrite (io.h) */
 };
 
-/* Create a store.  -EINVAL bad config, -ENOENT/-EACCES swap_dir,
- * -EOPNOTSUPP no O_TMPFILE there, -ENOMEM. */
+/* Create a store.  -EINVAL bad config, -ENOENT/-EACCES/-ENOTDIR/-EROFS
+ * swap_dir, -EOPNOTSUPP no O_TMPFILE there, -ENOMEM.  Without io_uring it
+ * works with pread/pwrite (io.h). */
 int store_create(const struct store_config *cfg, struct store **out);
 void store_destroy(struct store *st);
 

@@ -9,6 +9,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "inject.h"
 #include "log.h"
 #include "uffd.h"
 #include "util.h"
@@ -248,6 +249,12 @@ static long fill_once(int fd, enum fill_op op, uintptr_t dst, uintptr_t src,
 		a.move = (struct uffdio_move){ dst, src, len, mode, 0 };
 		req = UFFDIO_MOVE, res = &a.move.move;
 		break;
+	}
+	rc = inject_check(INJECT_UFFD_FILL, (int)_IOC_NR(req));
+	if (rc < 0) {
+		/* A test's unexpected errno, as if the kernel gave it. */
+		*err = -rc;
+		return 0;
 	}
 	rc = ioctl(fd, req, &a);
 	*err = rc < 0 ? errno : 0;

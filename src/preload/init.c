@@ -204,9 +204,11 @@ static int start(void)
 	err = upg_runtime_create(&o, &pl.rt);
 	log_set_level(level);
 	if (err) {
-		pl_say("upager: userfaultfd is not available (%s): %s runs "
-		       "unmanaged", upg_last_error(),
-		       program_invocation_short_name);
+		pl_say("upager: %s (%s): %s runs unmanaged",
+		       err == -ENOSYS || err == -EPERM
+			       ? "userfaultfd is not available"
+			       : "cannot start",
+		       upg_last_error(), program_invocation_short_name);
 		return err;
 	}
 	err = reserve(o.preload_heap);
