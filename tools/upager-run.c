@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "runcheck.h"
 #include "upager.h"
 
 #define LIB_NAME "libupager-preload.so"
@@ -58,7 +59,10 @@ static void usage(FILE *f)
 	fprintf(f,
 		"\n"
 		"The exit status is the program's; 126 or 127 if it cannot be run\n"
-		"(as with env(1)), %d for a bad option.\n", EXIT_USAGE);
+		"(as with env(1)), %d for a bad option or for a program whose\n"
+		"memory upager cannot manage (statically linked, set-user-ID, Go)\n"
+		"when a memory limit is set; without one, such a program runs\n"
+		"unmanaged after a warning.\n", EXIT_USAGE);
 }
 
 static void die_usage(const char *fmt, const char *arg)
@@ -141,6 +145,24 @@ static void set_preload(const char *lib)
 	free(v);
 }
 
+/* A program LD_PRELOAD cannot reach is named now, not found out later:
+ * with a budget it is refused (the budget could not be held), without one
+ * it runs unmanaged after a warning. */
+static void check_program(const char *prog, const struct upg_options *o)
+{
+	const char *env = getenv("UPAGER_MEM_LIMIT");
+	char why[256];
+
+	if (!run_check(prog, why, sizeof(why)))
+		return;
+	if (o->mem_limit || (env && *env && strcmp(env, "0") != 0)) {
+		fprintf(stderr, "upager-run: '%s' cannot run under a memory "
+			"limit: %s\n", prog, why);
+		exit(EXIT_USAGE);
+	}
+	fprintf(stderr, "upager-run: '%s' runs unmanaged: %s\n", prog, why);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -202,6 +224,7 @@ int main(int argc, char **argv)
 		snprintf(pid, sizeof(pid), "%ld", (long)getpid());
 		setenv("UPAGER_STATS_PID", pid, 1);
 	}
+	check_program(argv[optind], &o);
 	find_lib(lib, sizeof(lib));
 	set_preload(lib);
 	execvp(argv[optind], &argv[optind]);
