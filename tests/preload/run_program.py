@@ -199,14 +199,13 @@ console.log(m.size, h);
 '''
 
 PERL_FILL = r'''
-my $n = shift; my %h;
-for my $i (0 .. $n - 1) { $h{"k$i"} = "v" . ($i * 2654435761 % 1000003) x 3; }
+my $n = shift; my @a;
+push @a, "v" . ($_ * 2654435761 % 1000003) x 3 for 0 .. $n - 1;
 my $s = 0;
 for (my $i = 0; $i < $n; $i += 7) {
-    my $v = $h{"k$i"};
-    $s = ($s * 31 + length($v) + ord(substr($v, 1))) % 4294967296;
+    $s = ($s * 31 + length($a[$i]) + ord(substr($a[$i], 1))) % 4294967296;
 }
-print scalar(keys %h), " $s\n";
+print scalar(@a), " $s\n";
 '''
 
 
@@ -239,7 +238,7 @@ def node(tmp, scale):
 def perl(tmp, scale):
     prog = program("perl", "perl")
     cmd = [prog, save(tmp, "fill.pl", PERL_FILL)]
-    return [(cmd + [str(1000000 * scale)], None, None)], [(cmd + ["10"],
+    return [(cmd + [str(2000000 * scale)], None, None)], [(cmd + ["10"],
                                                           None, None)]
 
 
