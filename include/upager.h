@@ -112,7 +112,8 @@ struct upg_options {
 				 * near the budget), 1..512
 				 * (UPAGER_FAULT_AROUND) */
 	const char *stats_path;	/* where upg_runtime_destroy writes the stats:
-				 * NULL = nowhere, "stderr", or a file path
+				 * NULL = nowhere, "stderr", or a file path,
+				 * in which each %p is the process id
 				 * (UPAGER_STATS) */
 	int stats_format;	/* UPG_STATS_TEXT or UPG_STATS_JSON */
 	int policy;		/* enum upg_policy (UPAGER_POLICY) */
@@ -639,7 +640,12 @@ struct upg_stats {
 					 * where drops go through upager, and
 					 * in any region the program never
 					 * drops, a page lost: report it */
-	uint64_t reserved[2];
+	uint64_t managed_peak_bytes;	/* the most bytes charged to the
+					 * budget at once (resident, reserved,
+					 * RAM tier); 0 in a region's stats */
+	uint64_t process_peak_rss;	/* the process's peak resident set
+					 * (getrusage), bytes; 0 in a
+					 * region's stats */
 };
 
 /* Name of a fault kind ("zero_read", ...), or "?" if out of range. */

@@ -72,7 +72,8 @@ static const struct opt options[] = {
 	{ "UPAGER_LOG", OPT_ENUM, FIELD(log_level), 0, 0, log_names, "warn",
 	  "log level" },
 	{ "UPAGER_STATS", OPT_STRING, FIELD(stats_path), 0, 0, NULL, "",
-	  "write statistics at exit: stderr, stdout or a file path" },
+	  "write statistics at exit: stderr, stdout or a file path (%p in "
+	  "it is the process id)" },
 	{ "UPAGER_STATS_DIR", OPT_STRING, FIELD(stats_dir), 0, 0, NULL,
 	  "/run/upager (root), $XDG_RUNTIME_DIR/upager or /tmp/upager-UID",
 	  "directory of the live statistics file that upager-stat reads; "

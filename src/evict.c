@@ -153,14 +153,28 @@ static bool wait_for_room(struct upg_runtime *rt, struct evictor *ev,
 	return room || budget_usage(rt) + need <= ev->limit;
 }
 
+/* Any thread that charges; a relaxed maximum is enough for statistics. */
+static void note_peak(struct upg_runtime *rt, uint64_t usage)
+{
+	uint64_t peak = atomic_load_explicit(&rt->ctr.managed_peak,
+					     memory_order_relaxed);
+
+	while (usage > peak && !atomic_compare_exchange_weak_explicit(
+				       &rt->ctr.managed_peak, &peak, usage,
+				       memory_order_relaxed,
+				       memory_order_relaxed))
+		;
+}
+
 bool budget_charge(struct upg_runtime *rt, uint64_t npages)
 {
 	struct evictor *ev = rt->evictor;
 	uint64_t need = npages << PAGE_SHIFT, usage;
 
+	usage = budget_usage(rt) + need;
+	note_peak(rt, usage);
 	if (!ev)
 		return true;
-	usage = budget_usage(rt) + need;
 	if (usage > ev->high)
 		kick(ev);
 	if (usage <= ev->limit || wait_for_room(rt, ev, need))

@@ -112,6 +112,18 @@ static void mark_own(uint64_t lo, uint64_t own_lo, uint64_t own_hi,
 		locked[(i - lo) / 64] |= UINT64_C(1) << ((i - lo) % 64);
 }
 
+/* Zero pages (or zeroed pages) over [i, i + n). */
+static int map_run(struct upg_region *r, uint64_t i, uint64_t n,
+		   enum reserve_kind kind)
+{
+	struct upg_runtime *rt = r->rt;
+
+	if (kind == RESERVE_FILL)
+		return uffd_copy(rt->uffd, page_addr(r, i), rt->zero_src,
+				 n << PAGE_SHIFT, false);
+	return uffd_zeropage(rt->uffd, page_addr(r, i), n << PAGE_SHIFT);
+}
+
 int64_t reserve_map(struct upg_region *r, uint64_t lo, uint64_t hi,
 		    uint64_t own_lo, uint64_t own_hi, bool map_own,
 		    enum reserve_kind kind)
@@ -157,11 +169,21 @@ int64_t reserve_map(struct upg_region *r, uint64_t lo, uint64_t hi,
 			i++;
 			continue;
 		}
-		rc = kind == RESERVE_FILL
-			     ? uffd_copy(rt->uffd, page_addr(r, i),
-					 rt->zero_src, run << PAGE_SHIFT, false)
-			     : uffd_zeropage(rt->uffd, page_addr(r, i),
-					     run << PAGE_SHIFT);
+		rc = map_run(r, i, run, kind);
+		if (rc == -ENOENT && map_own && own_lo < i + run &&
+		    own_hi > i && run > own_hi - own_lo) {
+			/* The run crosses the end of a mapping (the program
+			 * changed the protection of part of the region, and
+			 * the kernel fills one mapping at a time): the
+			 * caller's own pages alone, which lie in the one
+			 * that faulted; the rest of the window stays
+			 * untouched, as it might be inaccessible. */
+			release_run(r, i, own_lo - i, PTE_EMPTY);
+			release_run(r, own_hi, i + run - own_hi, PTE_EMPTY);
+			i = own_lo;
+			run = own_hi - own_lo;
+			rc = map_run(r, i, run, kind);
+		}
 		if (rc < 0 && rc != -EEXIST) {
 			/* The range is gone (ENOENT) or the process is
 			 * exiting: leave these pages untouched. */

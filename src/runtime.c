@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -224,14 +225,39 @@ int upg_runtime_create(const struct upg_options *opts,
 	return 0;
 }
 
+/* The path with each "%p" replaced by the process id, so that every
+ * process of a program (gcc's cc1 and as) writes its own. */
+static const char *stats_expand(const char *path, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	if (!strstr(path, "%p"))
+		return path;
+	for (const char *s = path; *s && n < len; s++) {
+		if (s[0] == '%' && s[1] == 'p') {
+			n += (size_t)snprintf(buf + n, len - n, "%ld",
+					      (long)getpid());
+			s++;
+		} else {
+			buf[n++] = *s;
+		}
+	}
+	if (n >= len)
+		return path;	/* too long: unexpanded, still a path */
+	buf[n] = '\0';
+	return buf;
+}
+
 int upg_stats_write(struct upg_runtime *rt)
 {
 	const char *path = rt ? rt->opts.stats_path : NULL;
+	char buf[4096];
 	FILE *f;
 	int rc;
 
 	if (!path)
 		return 0;
+	path = stats_expand(path, buf, sizeof(buf));
 	if (strcmp(path, "stderr") == 0 || strcmp(path, "1") == 0)
 		return MIN(upg_stats_print(rt, stderr, rt->opts.stats_format), 0);
 	if (strcmp(path, "stdout") == 0)
@@ -268,6 +294,7 @@ void upg_runtime_destroy(struct upg_runtime *rt)
 int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 {
 	struct upg_stats tmp;
+	struct rusage ru;
 
 	if (!rt || !st)
 		return -EINVAL;
@@ -284,6 +311,8 @@ int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 	pthread_rwlock_unlock(&rt->regions_lock);
 	/* Reconciling may have moved pages to RESIDENT: count after it. */
 	counters_export(&rt->ctr, &tmp);
+	if (getrusage(RUSAGE_SELF, &ru) == 0)
+		tmp.process_peak_rss = (uint64_t)ru.ru_maxrss << 10;
 	if (rt->store) {
 		struct store_stats ss;
 

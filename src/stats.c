@@ -147,6 +147,7 @@ void counters_export(const struct counters *c, struct upg_stats *st)
 	st->file_past_eof = LOAD(c->file_past_eof);
 	st->file_pages_kept = LOAD(c->file_pages_kept);
 	st->file_copy_hits = LOAD(c->file_copy_hits);
+	st->managed_peak_bytes = LOAD(c->managed_peak);
 }
 
 /* A bounded appender: formatting never overruns, the length is kept. */
@@ -181,7 +182,8 @@ __attribute__((format(printf, 2, 3))) static void put(struct out *o,
 	X(pages_vanished) X(snapshots)                                         \
 	X(snapshot_pages) X(snapshot_preserved) X(snapshot_shared)            \
 	X(file_pages_read) X(file_readahead) X(file_pages_written)            \
-	X(file_past_eof) X(file_pages_kept) X(file_copy_hits)
+	X(file_past_eof) X(file_pages_kept) X(file_copy_hits)                 \
+	X(managed_peak_bytes) X(process_peak_rss)
 
 static double ratio(const struct upg_stats *st)
 {
@@ -197,6 +199,15 @@ static void format_text(const struct upg_stats *st, struct out *o)
 	SCALARS(TEXT)
 #undef TEXT
 	put(o, "  %-20s %.2f\n", "compression_ratio", ratio(st));
+	/* How much of the process upager governed: memory it does not
+	 * manage (code, stacks, other allocators, its own tables) is the
+	 * rest of the peak. */
+	put(o, "  managed: %.1f MiB at most of peak RSS %.1f MiB (%.0f%%)\n",
+	    (double)st->managed_peak_bytes / (1 << 20),
+	    (double)st->process_peak_rss / (1 << 20),
+	    st->process_peak_rss ? 100.0 * (double)st->managed_peak_bytes /
+					   (double)st->process_peak_rss
+				 : 0.0);
 	put(o, "  %-12s %10s %9s %9s %9s %9s %9s (ns)\n", "fault kind",
 	    "count", "p50", "p90", "p99", "p99.9", "max");
 	for (int k = 0; k < UPG_FAULT_NKINDS; k++) {

@@ -45,6 +45,8 @@ struct counters {
 	_Atomic uint64_t file_pages_read, file_readahead;
 	_Atomic uint64_t file_pages_written, file_past_eof;
 	_Atomic uint64_t file_pages_kept, file_copy_hits;
+	/* Runtime only: the most bytes charged to the budget at once. */
+	_Atomic uint64_t managed_peak;
 };
 
 static inline void counter_add(_Atomic uint64_t *c, uint64_t n)

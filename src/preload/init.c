@@ -237,11 +237,15 @@ __attribute__((constructor)) static void preload_start(void)
 
 /* Statistics at exit: in the process the launcher started (it sets
  * UPAGER_STATS_PID; the same pid after exec), not in its forked children
- * or other programs it runs, which would overwrite them. */
+ * or other programs it runs, which would overwrite them; in every program
+ * it runs if the path names each process's file ("%p": the pid). */
 static bool stats_here(void)
 {
 	const char *pid = getenv("UPAGER_STATS_PID");
+	const char *path = getenv("UPAGER_STATS");
 
+	if (path && strstr(path, "%p"))
+		return true;
 	return !forked_child && (!pid || atol(pid) == (long)getpid());
 }
 

@@ -2,12 +2,12 @@
 /*
  * libupager-preload.so: what its files share.
  *
- * The library exports the malloc family (malloc.c) and mmap, munmap, mremap
- * and madvise (mmap.c), and nothing else (preload.sym).  Memory comes from
- * one large upager region, "the reservation", reserved when the library
- * starts (init.c) and carved by a range allocator (rsv.c) for two users:
- * jemalloc arenas whose extent hooks take their extents from it (arena.c),
- * and large private anonymous mmaps.  Free ranges of the reservation always
+ * The library exports the malloc family (malloc.c) and mmap, munmap,
+ * mremap, madvise and mprotect (mmap.c), and nothing else (preload.sym).
+ * Memory comes from one large upager region, "the reservation", reserved
+ * when the library starts (init.c) and carved by a range allocator (rsv.c)
+ * for two users: jemalloc arenas whose extent hooks take their extents
+ * from it (arena.c), and large private anonymous mmaps.  Free ranges of the reservation always
  * read as zeros (they were dropped with upg_region_drop when freed).
  *
  * Unmanaged memory: everything allocated before the runtime is up, jemalloc's
@@ -45,6 +45,9 @@ struct preload {
 	uintptr_t base, end;		/* its address range */
 	uint64_t min_mmap;		/* smallest managed mmap, 0 = none */
 	uint64_t mem_limit;		/* the budget, 0 = none */
+	/* Set once the program gave part of the reservation a protection
+	 * other than RW (mmap.c): ranges freed are made RW again. */
+	_Atomic bool protected;
 	/* Interposer calls that change managed ranges hold this for reading;
 	 * the fork prepare handler for writing (so none is half done). */
 	pthread_rwlock_t lock;

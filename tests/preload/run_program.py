@@ -11,9 +11,11 @@ swap-ins, and the peak resident memory (ru_maxrss of the child, which
 covers its waited-for children too) stays near the budget.  A missing
 program, or a machine without userfaultfd, is a skip (exit 77).
 """
+import glob
 import hashlib
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -204,6 +206,125 @@ def pool(tmp, scale):
 WORKLOADS = {"python3": python3, "sort": sort, "xz": xz, "sqlite3": sqlite3,
              "fork": fork, "pool": pool}
 
+# ----------------------------------------------------------------------
+# Programs with memory managers of their own.  Each returns (steps, tiny):
+# tiny runs the same program on a trivial input, plainly, to measure its
+# footprint (binary, libraries, JIT code, runtime tables), which upager
+# does not manage by design.  The budget is a share of what the full run
+# needs above that footprint (budget_for), so it is well below the peak
+# whatever the JDK or V8 version.
+# ----------------------------------------------------------------------
+
+JAVA_FILL = r'''
+import java.util.HashMap;
+public class Fill {
+    public static void main(String[] args) {
+        int n = Integer.parseInt(args[0]);
+        HashMap<Integer, String> m = new HashMap<>();
+        for (int i = 0; i < n; i++)
+            m.put(i, "v" + (i * 2654435761L % 1000003));
+        long h = 0;
+        for (int i = 0; i < n; i += 7)
+            h = h * 31 + m.get(i).hashCode();
+        System.out.println(m.size() + " " + h);
+    }
+}
+'''
+
+NODE_FILL = r'''
+const n = parseInt(process.argv[2]);
+const m = new Map();
+for (let i = 0; i < n; i++) m.set(i, "v" + ((i * 2654435761) % 1000003));
+let h = 0;
+for (let i = 0; i < n; i += 7) {
+  const s = m.get(i);
+  for (let j = 0; j < s.length; j++) h = (h * 31 + s.charCodeAt(j)) >>> 0;
+}
+console.log(m.size, h);
+'''
+
+PERL_FILL = r'''
+my $n = shift; my @a;
+push @a, "v" . ($_ * 2654435761 % 1000003) x 3 for 0 .. $n - 1;
+my $s = 0;
+for (my $i = 0; $i < $n; $i += 7) {
+    $s = ($s * 31 + length($a[$i]) + ord(substr($a[$i], 1))) % 4294967296;
+}
+print scalar(@a), " $s\n";
+'''
+
+
+def save(tmp, name, text):
+    path = os.path.join(tmp, name)
+    open(path, "w").write(text)
+    return path
+
+
+def java(tmp, scale):
+    prog = program("java", "default-jdk-headless")
+    javac = program("javac", "default-jdk-headless")
+    src = save(tmp, "Fill.java", JAVA_FILL)
+    subprocess.run([javac, "-d", tmp, src], check=True)
+    # G1, the default collector: it reserves the heap with PROT_NONE and
+    # commits and uncommits regions with mmap(MAP_FIXED).  No perf data
+    # file: a shared mapping of /tmp that is not the program's memory.
+    cmd = [prog, "-Xmx1g", "-XX:-UsePerfData", "-cp", tmp, "Fill"]
+    return [(cmd + [str(1500000 * scale)], None, None)], [(cmd + ["10"],
+                                                          None, None)]
+
+
+def node(tmp, scale):
+    prog = program("node", "nodejs")
+    cmd = [prog, save(tmp, "fill.js", NODE_FILL)]
+    return [(cmd + [str(1000000 * scale)], None, None)], [(cmd + ["10"],
+                                                          None, None)]
+
+
+def perl(tmp, scale):
+    prog = program("perl", "perl")
+    cmd = [prog, save(tmp, "fill.pl", PERL_FILL)]
+    return [(cmd + [str(2000000 * scale)], None, None)], [(cmd + ["10"],
+                                                          None, None)]
+
+
+def generated_c(path, entries, seed):
+    """Functions with loops for the optimiser, and a large initialised
+    table: cc1's memory is its garbage-collected trees of the table."""
+    rng = random.Random(seed)
+    with open(path, "w") as f:
+        f.write("unsigned long g[64];\n")
+        for i in range(40):
+            f.write(f"unsigned long f{i}(unsigned long a, unsigned long b)"
+                    f" {{\n  unsigned long s = a ^ {rng.randrange(1 << 30)}"
+                    "UL;\n")
+            for j in range(12):
+                f.write(f"  for (unsigned k = 0; k < b % "
+                        f"{rng.randrange(2, 9)}; k++) s = s "
+                        f"{rng.choice('+^*-')} (g[(s + {j}) & 63] + "
+                        f"{rng.randrange(1 << 20)}UL) * k;\n")
+            f.write("  return s;\n}\n")
+        f.write("const unsigned long table[] = {\n")
+        for i in range(0, entries, 10):
+            f.write(", ".join(f"{rng.randrange(1 << 40)}UL"
+                              for _ in range(10)) + ",\n")
+        f.write("};\n")
+
+
+def gcc(tmp, scale):
+    prog = program("gcc", "gcc")
+    big, small = os.path.join(tmp, "big.c"), os.path.join(tmp, "small.c")
+    in_child(generated_c, big, 400000 * scale, 7)
+    in_child(generated_c, small, 10, 7)
+    # The assembly on stdout: compared byte for byte.  gcc runs cc1 and
+    # as in processes of their own, each under its own budget.
+    cmd = [prog, "-O2", "-S", "-o", "-"]
+    return [(cmd + [big], None, None)], [(cmd + [small], None, None)]
+
+
+RUNTIMES = {"java": java, "node": node, "perl": perl, "gcc": gcc}
+# The budget: this share of the memory a run needs above its footprint.
+BUDGET_SHARE = 0.4
+
 
 def swapins(st):
     f = st["faults"]
@@ -212,12 +333,14 @@ def swapins(st):
 
 def run_steps(steps, mode, prefix, tmp):
     """Run the steps; return their outputs, the peak RSS, the time and the
-    statistics summed over the steps."""
-    outs, peak, secs, total = [], 0, 0.0, {"ev": 0, "in": 0, "poisoned": 0,
-                                           "vanished": 0}
+    statistics summed over the steps and the processes that wrote them
+    (the largest managed peak of any)."""
+    outs, peak, secs = [], 0, 0.0
+    total = {"ev": 0, "in": 0, "poisoned": 0, "managed_peak": 0,
+             "vanished": 0}
     for i, (argv, stdin, save) in enumerate(steps):
         argv = [a.replace("{mode}", mode) for a in argv]
-        stats = os.path.join(tmp, f"stats-{i}.json")
+        stats = os.path.join(tmp, f"stats-{i}-%p.json")
         cmd = prefix(stats) + argv
         out, err, rc, rss, t = run_rss(cmd, stdin)
         if err:
@@ -228,13 +351,24 @@ def run_steps(steps, mode, prefix, tmp):
         outs.append(out)
         peak = max(peak, rss)
         secs += t
-        if mode == "upager":
-            st = json.load(open(stats))
+        if mode != "upager":
+            continue
+        files = glob.glob(os.path.join(tmp, f"stats-{i}-*.json"))
+        assert files, f"step {i} wrote no statistics"
+        for path in files:
+            st = json.load(open(path))
             total["ev"] += st["evictions_clean"] + st["evictions_dirty"]
             total["in"] += swapins(st)
             total["poisoned"] += st["poisoned"]
             total["vanished"] += st["pages_vanished"]
+            total["managed_peak"] = max(total["managed_peak"],
+                                        st["managed_peak_bytes"])
+            os.unlink(path)
     return outs, peak, secs, total
+
+
+def budget_for(rss0, footprint):
+    return max(16 * MIB, int(BUDGET_SHARE * (rss0 - footprint)) & ~(MIB - 1))
 
 
 def main():
@@ -242,20 +376,29 @@ def main():
     scale = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     tmp = tempfile.mkdtemp(prefix="upager-preload-")
     try:
-        steps, budget = WORKLOADS[name](tmp, scale)
+        footprint = 0
+        if name in RUNTIMES:
+            steps, tiny = RUNTIMES[name](tmp, scale)
+        else:
+            steps, budget = WORKLOADS[name](tmp, scale)
         # Is userfaultfd there?  The library says so on one line.
         _, err, _, _, _ = run_rss([upager_run, "true"])
         if b"userfaultfd is not available" in err:
             skip(err.decode().strip())
 
         out0, rss0, t0, _ = run_steps(steps, "plain", lambda s: [], tmp)
+        if name in RUNTIMES:
+            _, footprint, _, _ = run_steps(tiny, "plain", lambda s: [], tmp)
+            budget = budget_for(rss0, footprint)
         out1, rss1, t1, st = run_steps(
             steps, "upager",
             lambda s: [upager_run, "--mem-limit", str(budget), "--swap-dir",
                        tmp, f"--stats={s}", "--json", "--"], tmp)
-        print(f"{name}: plain {t0:.1f} s, peak {rss0 / MIB:.0f} MiB; "
+        print(f"{name}: plain {t0:.1f} s, peak {rss0 / MIB:.0f} MiB "
+              f"(footprint {footprint / MIB:.0f} MiB); "
               f"upager {t1:.1f} s, peak {rss1 / MIB:.0f} MiB, "
-              f"budget {budget / MIB:.0f} MiB; evictions {st['ev']}, "
+              f"budget {budget / MIB:.0f} MiB, managed peak "
+              f"{st['managed_peak'] / MIB:.0f} MiB; evictions {st['ev']}, "
               f"swap-ins {st['in']}")
         for i, (a, b) in enumerate(zip(out0, out1)):
             assert a == b, (
@@ -270,8 +413,29 @@ def main():
         # Preload mode sees every drop the program makes (madvise, munmap,
         # MAP_FIXED): a resident page found gone was lost by upager.
         assert st["vanished"] == 0, f"{st['vanished']} pages vanished"
-        assert rss1 <= budget + SLACK, (
-            f"peak RSS {rss1 / MIB:.0f} MiB is not near the budget")
+        # The budget held, measured two ways.  Peak RSS (ru_maxrss, the
+        # largest of the process and its children) is what a user sees;
+        # above the budget it holds what upager does not manage: SLACK,
+        # and for a runtime its footprint on a trivial input (its JIT
+        # code, libraries and tables; measured, not guessed).  The check
+        # can fail: the plain run's peak is above that bound.  And the
+        # memory upager governs (resident managed pages, reservations and
+        # RAM tier: the stats' managed_peak_bytes, the largest in any
+        # process) stays near the budget itself; a fault waits a bounded
+        # time for the evictor before it goes over (UPAGER_FULL_POLICY),
+        # which a loaded 2-vCPU machine may see: hence 1.5x, where a
+        # budget not held at all gives 2.5x (the budget is 0.4 of it).
+        bound = budget + footprint + SLACK
+        assert name not in RUNTIMES or rss0 > bound, (
+            f"plain peak {rss0 / MIB:.0f} MiB: the RSS bound "
+            f"{bound / MIB:.0f} MiB could not fail")
+        assert rss1 <= bound, (
+            f"peak RSS {rss1 / MIB:.0f} MiB is not near the budget "
+            f"(bound {bound / MIB:.0f} MiB)")
+        if name in RUNTIMES:
+            assert st["managed_peak"] <= budget * 1.5, (
+                f"managed peak {st['managed_peak'] / MIB:.0f} MiB over "
+                f"the budget")
         print("ok")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -54,6 +54,58 @@ static bool managed(const void *p)
 	return mapping_size(p) >= HEAP_MIN;
 }
 
+/* The managed heap's range, found before any test splits its mapping
+ * (each test runs in a child forked after main() found it). */
+static uintptr_t heap_lo, heap_hi;
+
+static void find_heap(void)
+{
+	FILE *f = fopen("/proc/self/maps", "re");
+	unsigned long lo, hi;
+	char line[512];
+
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 &&
+		    hi - lo >= HEAP_MIN && hi - lo > heap_hi - heap_lo) {
+			heap_lo = lo;
+			heap_hi = hi;
+		}
+	if (f)
+		fclose(f);
+}
+
+static bool in_heap(const void *p)
+{
+	return (uintptr_t)p - heap_lo < heap_hi - heap_lo;
+}
+
+/* Does touching p fault (SIGSEGV), as HotSpot's and V8's guard pages
+ * expect?  A handler of our own, as theirs would be. */
+static sigjmp_buf segv_jmp;
+
+static void on_segv(int sig)
+{
+	siglongjmp(segv_jmp, 1);
+}
+
+static bool faults(volatile char *p, bool write)
+{
+	struct sigaction sa = { .sa_handler = on_segv }, old;
+	bool hit = false;
+
+	sigaction(SIGSEGV, &sa, &old);
+	if (sigsetjmp(segv_jmp, 1) == 0) {
+		if (write)
+			*p = 1;
+		else
+			(void)*p;
+	} else {
+		hit = true;
+	}
+	sigaction(SIGSEGV, &old, NULL);
+	return hit;
+}
+
 static uint64_t word(uint64_t page, uint64_t tag)
 {
 	return (page + 1) * 0x9e3779b97f4a7c15ull ^ tag;
@@ -388,6 +440,72 @@ START_TEST(fork_without_descriptors)
 }
 END_TEST
 
+/*
+ * A runtime's heap (HotSpot, V8): reserved with PROT_NONE, committed with
+ * mmap(MAP_FIXED) or mprotect, guarded, uncommitted.  Managed throughout
+ * (in the heap, and more than the budget of it written and read back),
+ * with the protections the program asked for.
+ */
+START_TEST(reserve_then_commit)
+{
+	size_t len = 96 * MIB;
+	char *p = mmap((void *)0x200000000, len, PROT_NONE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0), *q;
+
+	ck_assert(p != MAP_FAILED);
+	ck_assert_msg(in_heap(p), "a PROT_NONE reservation is not managed");
+	ck_assert_msg(faults(p, false), "a reserved page can be read");
+	/* HotSpot commits with MAP_FIXED over its reservation. */
+	q = mmap(p, 32 * MIB, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+	ck_assert_ptr_eq(q, p);
+	ck_assert(faults(p + 32 * MIB, true));
+	fill(p, 32 * MIB, 11);
+	/* V8 commits with mprotect. */
+	ck_assert_int_eq(mprotect(p + 32 * MIB, 32 * MIB,
+				  PROT_READ | PROT_WRITE), 0);
+	fill_at(p, 32 * MIB, 32 * MIB, 12);
+	ck_assert_int_eq(check(p, 32 * MIB, 11), -1);
+	ck_assert_int_eq(check_at(p, 32 * MIB, 32 * MIB, 12), -1);
+	ck_assert(faults(p + 64 * MIB, false));
+	/* A guard over data (HotSpot's heap base): faults, keeps the data;
+	 * read-only reads it and refuses writes. */
+	ck_assert_int_eq(mprotect(p + 4 * MIB, 4 * MIB, PROT_NONE), 0);
+	ck_assert(faults(p + 4 * MIB, false));
+	ck_assert_int_eq(mprotect(p + 4 * MIB, 2 * MIB, PROT_READ), 0);
+	ck_assert(faults(p + 4 * MIB, true));
+	ck_assert_int_eq(mprotect(p + 4 * MIB, 4 * MIB,
+				  PROT_READ | PROT_WRITE), 0);
+	ck_assert_int_eq(check(p, 32 * MIB, 11), -1);
+	/* Uncommit (HotSpot: MAP_FIXED PROT_NONE; V8: the same, or
+	 * mprotect and MADV_DONTNEED), recommit: zeros. */
+	q = mmap(p + 8 * MIB, 8 * MIB, PROT_NONE,
+		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+	ck_assert_ptr_eq(q, p + 8 * MIB);
+	ck_assert(faults(p + 8 * MIB, false));
+	ck_assert_int_eq(mprotect(p + 40 * MIB, 8 * MIB, PROT_NONE), 0);
+	ck_assert_int_eq(madvise(p + 40 * MIB, 8 * MIB, MADV_DONTNEED), 0);
+	ck_assert(mmap(p + 8 * MIB, 8 * MIB, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) ==
+		  p + 8 * MIB);
+	ck_assert_int_eq(mprotect(p + 40 * MIB, 8 * MIB,
+				  PROT_READ | PROT_WRITE), 0);
+	ck_assert_int_eq(check_zero(p + 8 * MIB, 8 * MIB), -1);
+	ck_assert_int_eq(check_zero(p + 40 * MIB, 8 * MIB), -1);
+	ck_assert_int_eq(check(p, 8 * MIB, 11), -1);
+	ck_assert_int_eq(check_at(p, 16 * MIB, 16 * MIB, 11), -1);
+	ck_assert_int_eq(check_at(p, 32 * MIB, 8 * MIB, 12), -1);
+	ck_assert_int_eq(check_at(p, 48 * MIB, 16 * MIB, 12), -1);
+	/* Given back, the range serves the next mapping read-write. */
+	ck_assert_int_eq(munmap(p, len), 0);
+	q = map_anon(len);
+	ck_assert(in_heap(q));
+	fill(q, len, 13);
+	ck_assert_int_eq(check(q, len, 13), -1);
+	ck_assert_int_eq(munmap(q, len), 0);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("preload");
@@ -403,6 +521,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, threaded_allocator_stress);
 	tcase_add_test(tc, fork_sees_evicted_pages);
 	tcase_add_loop_test(tc, fork_without_descriptors, 0, 2);
+	tcase_add_test(tc, reserve_then_commit);
 	suite_add_tcase(s, tc);
 	return s;
 }
@@ -422,6 +541,7 @@ int main(void)
 		printf("SKIP: run me with LD_PRELOAD=libupager-preload.so\n");
 		return 77;
 	}
+	find_heap();
 	sr = srunner_create(suite());
 	srunner_run_all(sr, CK_NORMAL);
 	failed = srunner_ntests_failed(sr);
