@@ -79,6 +79,7 @@ struct upg_runtime {
 	struct upg_options opts;
 	char swap_dir[PATH_MAX];
 	char stats_path[PATH_MAX];
+	char remote[1024];	/* UPAGER_REMOTE's server list */
 
 	pthread_rwlock_t regions_lock;
 	struct upg_region **regions;	/* sorted by start */
