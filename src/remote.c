@@ -303,11 +303,13 @@ static void chan_put(struct chan *ch)
 
 enum kind { K_SET, K_GET, K_DELETE };
 
-/* Queue the request for copy `copy` of item i on its server's conn.
- * Returns the server, or -1 if it is dead or cannot be reached. */
+/* Queue the request for copy `copy` of item i on its server's conn;
+ * *server (may be NULL) is set to that server.  Returns 0, -EHOSTDOWN if
+ * it is marked dead, or why it cannot be reached. */
 static int queue_one(struct remote *r, struct chan *ch, enum kind kind,
 		     unsigned copy, uint32_t opaque, uint64_t key,
-		     const struct remote_item *it, uint64_t deadline)
+		     const struct remote_item *it, uint64_t deadline,
+		     int *server)
 {
 	static const uint32_t set_ext[2] = { 0, 0 };	/* flags, no expiry */
 	char k[REMOTE_KEY_MAX];
@@ -318,12 +320,14 @@ static int queue_one(struct remote *r, struct chan *ch, enum kind kind,
 	remote_key(r, key, k);
 	s = server_of(r, k, copy);
 	c = &ch->c[s];
+	if (server)
+		*server = (int)s;
 	if (server_dead(&r->srv[s]))
-		return -1;
+		return -EHOSTDOWN;
 	err = conn_open(&r->srv[s], c, deadline);
 	if (err) {
 		server_fail(r, s, c, err);
-		return -1;
+		return err;
 	}
 	if (kind == K_SET)
 		err = req(c, OP_SET, opaque, k, set_ext, sizeof(set_ext),
@@ -332,7 +336,7 @@ static int queue_one(struct remote *r, struct chan *ch, enum kind kind,
 		err = req(c, OP_GETQ, opaque, k, NULL, 0, NULL, 0);
 	else
 		err = req(c, OP_DELETEQ, opaque, k, NULL, 0, NULL, 0);
-	return err ? -1 : (int)s;
+	return err;
 }
 
 /* One reply to item `it` of a set or get.  Returns 0, or a conn error. */
@@ -458,7 +462,7 @@ static void queue_deletes(struct remote *r, struct chan *ch,
 	for (unsigned i = 0; i < n; i++)
 		for (unsigned copy = 0; copy <= r->replicas; copy++)
 			queue_one(r, ch, K_DELETE, copy, DEL_OPAQUE, keys[i],
-				  NULL, deadline);
+				  NULL, deadline, NULL);
 	add(&r->deletes, n);
 }
 
@@ -473,13 +477,9 @@ void remote_set(struct remote *r, struct remote_item *it, unsigned n,
 	for (unsigned i = 0; i < n; i++) {
 		it[i].res = -EIO;
 		it[i].server = -1;
-		for (unsigned copy = 0; copy <= r->replicas; copy++) {
-			int s = queue_one(r, ch, K_SET, copy, i, it[i].key,
-					  &it[i], deadline);
-
-			if (copy == 0)
-				it[i].server = s;
-		}
+		for (unsigned copy = 0; copy <= r->replicas; copy++)
+			queue_one(r, ch, K_SET, copy, i, it[i].key, &it[i],
+				  deadline, copy ? NULL : &it[i].server);
 	}
 	round_trip(r, ch, K_SET, it, n, deadline);
 	chan_put(ch);
@@ -499,9 +499,10 @@ void remote_get(struct remote *r, unsigned copy, struct remote_item *it,
 	struct chan *ch = chan_get(r);
 
 	for (unsigned i = 0; i < n; i++) {
-		it[i].server = queue_one(r, ch, K_GET, copy, i, it[i].key,
-					 &it[i], deadline);
-		it[i].res = it[i].server < 0 ? -EIO : -ENOENT;
+		int err = queue_one(r, ch, K_GET, copy, i, it[i].key, &it[i],
+				    deadline, &it[i].server);
+
+		it[i].res = err ? err : -ENOENT;
 	}
 	round_trip(r, ch, K_GET, it, n, deadline);
 	chan_put(ch);

@@ -696,6 +696,16 @@ static int compact(struct store *st)
 
 /* ---- the remote tier (put_lock) ------------------------------------------ */
 
+/* An index freed and reused within one segment is twice in its summary:
+ * sent once. */
+static bool in_batch(const struct store *st, unsigned n, uint32_t idx)
+{
+	for (unsigned k = 0; k < n; k++)
+		if (st->push_idx[k] == idx)
+			return true;
+	return false;
+}
+
 /* Seal the next live objects of busy segment `id` (from summary entry *i
  * on) into the push buffer, at most PUSH_MAX.  Returns how many. */
 static unsigned push_fill(struct store *st, uint32_t id, const char *src,
@@ -719,7 +729,8 @@ static unsigned push_fill(struct store *st, uint32_t id, const char *src,
 		len = o->len;
 		ver = o->ver;
 		unlock(st);
-		if (!live || (copy && drop_copy(st, id, idx)))
+		if (!live || in_batch(st, n, idx) ||
+		    (copy && drop_copy(st, id, idx)))
 			continue;
 		if (used + len + SEAL_TAG > PUSH_BUF)
 			break;
@@ -746,10 +757,12 @@ static unsigned push_publish(struct store *st, uint32_t id, unsigned n)
 	for (unsigned k = 0; k < n; k++) {
 		struct obj *o = obj_at(st, st->push_idx[k]);
 
+		/* A set that timed out may have been stored all the
+		 * same: its key is swept at destroy too. */
+		st->remote_hiwater = MAX(st->remote_hiwater, st->push_idx[k]);
 		if (st->items[k].res)
 			continue;
 		stored++;
-		st->remote_hiwater = MAX(st->remote_hiwater, st->push_idx[k]);
 		if (!o->refs || o->seg != id) {
 			if (st->ndelq < DELQ_MAX)
 				st->delq[st->ndelq++] = st->push_idx[k];
@@ -1003,7 +1016,7 @@ static uint64_t obj_span(const struct obj *o)
  * one is not the object.  res: remote_item.res. */
 static int remote_decode(struct store *st, const struct obj *o,
 			 uint64_t handle, const struct remote_item *it,
-			 unsigned copy, void *page)
+			 unsigned copy, void *page, bool quiet)
 {
 	char where[128];
 
@@ -1012,10 +1025,14 @@ static int remote_decode(struct store *st, const struct obj *o,
 	if (it->res >= 0)
 		return bytes_decode(st, it->buf, (size_t)it->res, o, handle,
 				    page, where);
+	if (quiet)
+		return it->res;
 	log_error("store: handle %#llx not read from %s: %s",
 		  (unsigned long long)handle, where,
 		  it->res == -ENOENT ? "missing (server restarted, evicted "
-				       "or deleted)" : strerror(-it->res));
+				       "or deleted)" :
+		  it->res == -EHOSTDOWN ? "server marked dead after a failure" :
+		  it->res == -ETIMEDOUT ? "timed out" : strerror(-it->res));
 	return it->res;
 }
 
@@ -1031,7 +1048,7 @@ static int get_remote(struct store *st, uint64_t handle, struct obj copy,
 					  .cap = sizeof(buf) };
 
 		remote_get(st->remote, c, &it, 1);
-		if (remote_decode(st, &copy, handle, &it, c, page) == 0) {
+		if (remote_decode(st, &copy, handle, &it, c, page, false) == 0) {
 			count(&st->reads_remote);
 			return 0;
 		}
@@ -1199,8 +1216,9 @@ static void ahead_remote(struct store *st, const uint64_t *handles,
 	for (unsigned k = 0; k < m; k++) {
 		unsigned i = map[k];
 
+		/* Not logged: its own fault tries again, and logs. */
 		if (remote_decode(st, &a[i].copy, handles[i], &it[k], 0,
-				  pages + (size_t)i * PAGE_SIZE) == 0) {
+				  pages + (size_t)i * PAGE_SIZE, true) == 0) {
 			count(&st->reads_remote);
 			res[i] = 1;
 		}
