@@ -373,6 +373,10 @@ static char *fill_remote(struct upg_runtime *rt, struct upg_region **r,
 		usleep(200000);
 	}
 	ck_assert_uint_gt(now, NPAGES / 2);
+	/* Nothing read back yet: every round trip so far is an eviction
+	 * batch's, but the probe at start. */
+	ck_assert_uint_eq(test_stats(rt).remote_rounds,
+			  test_stats(rt).remote_batches + 1);
 	return p;
 }
 
