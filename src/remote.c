@@ -156,7 +156,8 @@ static int out_reserve(struct conn *c, size_t more)
 	p = mem_alloc(cap);
 	if (!p)
 		return -ENOMEM;
-	memcpy(p, c->out, c->out_len);
+	if (c->out_len)
+		memcpy(p, c->out, c->out_len);
 	mem_free(c->out, c->out_cap);
 	c->out = p;
 	c->out_cap = cap;
@@ -179,9 +180,13 @@ static int req(struct conn *c, uint8_t op, uint32_t opaque, const char *key,
 		return -ENOMEM;
 	p = c->out + c->out_len;
 	memcpy(p, &h, sizeof(h));
-	memcpy(p + sizeof(h), ext, elen);
-	memcpy(p + sizeof(h) + elen, key, klen);
-	memcpy(p + sizeof(h) + elen + klen, val, vlen);
+	/* Parts may be absent (NULL, 0): memcpy must not see them. */
+	if (elen)
+		memcpy(p + sizeof(h), ext, elen);
+	if (klen)
+		memcpy(p + sizeof(h) + elen, key, klen);
+	if (vlen)
+		memcpy(p + sizeof(h) + elen + klen, val, vlen);
 	c->out_len += sizeof(h) + elen + klen + vlen;
 	c->used = true;
 	return 0;
