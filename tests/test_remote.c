@@ -253,6 +253,10 @@ static struct upg_runtime *remote_runtime(unsigned handlers,
 	o.mem_limit = BUDGET;
 	o.remote = servers;
 	o.remote_replicas = replicas;
+	/* Generous: a batch timed out on a loaded machine leaves its pages
+	 * in the file and its keys orphaned (swept at destroy), and a test
+	 * that picks a key must find a live one. */
+	o.remote_timeout_ms = 10000;
 	return test_runtime_opts(&o);
 }
 
