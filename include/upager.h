@@ -142,7 +142,38 @@ struct upg_options {
 				 * $XDG_RUNTIME_DIR/upager or /tmp/upager-UID),
 				 * a directory (created 0700 if missing), or
 				 * "off": none (UPAGER_STATS_DIR) */
-	uint64_t reserved[4];	/* zero; room to grow */
+	/*
+	 * Far memory: a tier of the store on a memcached cluster, between the
+	 * RAM tier and the swap file.  Objects leaving the RAM tier go to the
+	 * cluster in batches (one network round trip per batch of up to 256
+	 * objects), sealed (below); what the cluster refuses (servers run
+	 * with -M, full) goes to the swap file.  Keys are
+	 * "upg:<16 hex: random runtime id>:<hex object index>"; a forked
+	 * child has its own id; upg_runtime_destroy deletes every key.
+	 */
+	const char *remote;	/* "host:port[,host:port...]", NULL or "" =
+				 * no remote tier (UPAGER_REMOTE) */
+	uint32_t remote_replicas; /* extra copies on the next servers of the
+				   * ketama ring, below the number of servers,
+				   * default 0 (UPAGER_REMOTE_REPLICAS) */
+	uint32_t remote_timeout_ms; /* bound of one batch, get or multi-get;
+				     * a server that misses it is skipped for
+				     * 2 s; 1..60000, default 500
+				     * (UPAGER_REMOTE_TIMEOUT_MS) */
+	uint32_t remote_optional; /* 1: a cluster that does not answer at
+				   * start is a warning (the local tiers
+				   * only), 0: an error, default 0
+				   * (UPAGER_REMOTE_OPTIONAL) */
+	/*
+	 * 1: seal what goes to the swap file as well (the remote tier always
+	 * is): compressed, then encrypted and authenticated with AES-256-GCM
+	 * (XChaCha20-Poly1305 without AES-NI) under a per-runtime key from
+	 * getrandom held in locked memory left out of core dumps.  A page
+	 * that does not open is poisoned (SIGBUS).  Default 0
+	 * (UPAGER_ENCRYPT).
+	 */
+	uint32_t encrypt;
+	uint64_t reserved[1];	/* zero; room to grow */
 };
 
 /*
@@ -646,6 +677,20 @@ struct upg_stats {
 	uint64_t process_peak_rss;	/* the process's peak resident set
 					 * (getrusage), bytes; 0 in a
 					 * region's stats */
+	/* The store per tier: objects held now, and swap-ins served. */
+	uint64_t store_ram_objects, store_disk_objects, store_remote_objects;
+	uint64_t store_remote_bytes;	/* sealed bytes on the cluster */
+	uint64_t swapin_from_ram, swapin_from_disk, swapin_from_remote;
+	/* The remote tier (UPAGER_REMOTE). */
+	uint64_t remote_sets;		/* objects stored (copies count once) */
+	uint64_t remote_refused;	/* ...refused (full, or down): to the
+					 * swap file instead */
+	uint64_t remote_gets, remote_misses; /* key lookups, not found */
+	uint64_t remote_errors, remote_timeouts; /* server failures */
+	uint64_t remote_batches;	/* eviction batches sent */
+	uint64_t remote_rounds;		/* network round trips, all calls */
+	uint64_t remote_lost;		/* objects no copy of came back */
+	uint64_t seal_errors;		/* sealed objects that did not open */
 };
 
 /* Name of a fault kind ("zero_read", ...), or "?" if out of range. */

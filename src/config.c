@@ -90,6 +90,20 @@ static const struct opt options[] = {
 	{ "UPAGER_PRELOAD_MIN_MMAP", OPT_SIZE, FIELD(preload_min_mmap), 0,
 	  UINT64_MAX, NULL, "256K", "preload mode: smallest private anonymous "
 	  "mmap that is managed; 0 = none" },
+	{ "UPAGER_REMOTE", OPT_STRING, FIELD(remote), 0, 0, NULL, "",
+	  "host:port[,host:port...] of memcached servers (run with -M): a "
+	  "store tier between RAM and the swap file, every object sealed" },
+	{ "UPAGER_REMOTE_REPLICAS", OPT_UINT, FIELD(remote_replicas), 0, 63,
+	  NULL, "0", "extra copies of each remote object, on other servers "
+	  "(fewer than the servers)" },
+	{ "UPAGER_REMOTE_TIMEOUT_MS", OPT_UINT, FIELD(remote_timeout_ms), 1,
+	  60000, NULL, "500", "bound of one remote batch or get; a server "
+	  "that misses it is skipped for 2 s" },
+	{ "UPAGER_REMOTE_OPTIONAL", OPT_UINT, FIELD(remote_optional), 0, 1,
+	  NULL, "0", "1: a cluster that does not answer at start is a "
+	  "warning, not an error" },
+	{ "UPAGER_ENCRYPT", OPT_UINT, FIELD(encrypt), 0, 1, NULL, "0",
+	  "1: seal (encrypt and authenticate) what goes to the swap file" },
 };
 
 void upg_options_init(struct upg_options *opts)
@@ -111,6 +125,7 @@ void upg_options_init(struct upg_options *opts)
 	opts->stats_format = UPG_STATS_TEXT;
 	opts->preload_heap = 1024 * GIB;
 	opts->preload_min_mmap = 256 << 10;
+	opts->remote_timeout_ms = 500;
 }
 
 int parse_size(const char *s, uint64_t *out)

@@ -184,7 +184,8 @@ static int swap_lost(struct upg_region *r, uint64_t idx, _Atomic pte_t *e,
 
 	log_error("page at %p lost: %s of its stored copy; the accessing "
 		  "thread gets SIGBUS", addr,
-		  rc == -EBADMSG ? "checksum mismatch" : "read error");
+		  rc == -EBADMSG ? "checksum mismatch, or no remote copy "
+				   "that opens" : "read error");
 	store_free(rt->store, pte_payload(old));
 	pte_unlock(e, pte_make(PTE_POISONED, 0, 0));
 	COUNT(r, poisoned, 1);

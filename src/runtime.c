@@ -63,8 +63,12 @@ static int resolve_options(const struct upg_options *in, struct upg_runtime *rt)
 	if (!err)
 		err = copy_string(rt->stats_dir, sizeof(rt->stats_dir),
 				  opts.stats_dir, "the statistics directory");
+	if (!err)
+		err = copy_string(rt->remote, sizeof(rt->remote), opts.remote,
+				  "the remote server list");
 	if (err)
 		return err;
+	opts.remote = rt->remote[0] ? rt->remote : NULL;
 	opts.swap_dir = rt->swap_dir;
 	opts.stats_path = rt->stats_path[0] ? rt->stats_path : NULL;
 	opts.stats_dir = rt->stats_dir[0] ? rt->stats_dir : NULL;
@@ -118,13 +122,22 @@ int store_start(struct upg_runtime *rt)
 		.swap_dir = rt->swap_dir,
 		.swap_size = rt->opts.swap_size,
 		.drop = file_copy_drop,
+		.remote = rt->opts.remote,
+		.remote_replicas = rt->opts.remote_replicas,
+		.remote_timeout_ms = rt->opts.remote_timeout_ms,
+		.remote_optional = rt->opts.remote_optional,
+		.encrypt = rt->opts.encrypt,
 	};
 	int err;
 
 	if (rt->opts.mem_limit == 0)
 		return 0;
 	err = store_create(&cfg, &rt->store);
-	if (err)
+	if (err && rt->opts.remote && err != -ENOENT && err != -EACCES &&
+	    err != -EOPNOTSUPP)
+		log_error("cannot start the store with the remote tier %s: %s",
+			  rt->opts.remote, strerror(-err));
+	else if (err)
 		log_error("cannot create the swap file in UPAGER_SWAP_DIR=%s: "
 			  "%s (it takes an existing directory this user can "
 			  "write, on a file system with O_TMPFILE: tmpfs, "
@@ -321,6 +334,23 @@ int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 		tmp.store_bytes_stored = ss.bytes_stored;
 		tmp.store_ram_bytes = ss.ram_bytes;
 		tmp.store_disk_bytes = ss.disk_bytes;
+		tmp.store_ram_objects = ss.ram_objects;
+		tmp.store_disk_objects = ss.disk_objects;
+		tmp.store_remote_objects = ss.remote_objects;
+		tmp.store_remote_bytes = ss.remote_bytes;
+		tmp.swapin_from_ram = ss.reads_ram;
+		tmp.swapin_from_disk = ss.reads_disk;
+		tmp.swapin_from_remote = ss.reads_remote;
+		tmp.remote_sets = ss.remote.sets;
+		tmp.remote_refused = ss.remote_refused;
+		tmp.remote_gets = ss.remote.gets;
+		tmp.remote_misses = ss.remote.misses;
+		tmp.remote_errors = ss.remote.errors;
+		tmp.remote_timeouts = ss.remote.timeouts;
+		tmp.remote_batches = ss.remote.batches;
+		tmp.remote_rounds = ss.remote.rounds;
+		tmp.remote_lost = ss.remote_lost;
+		tmp.seal_errors = ss.seal_errors;
 	}
 	/* Only now touch the caller's memory: it may be managed. */
 	memcpy(st, &tmp, sizeof(tmp));

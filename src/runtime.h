@@ -81,6 +81,7 @@ struct upg_runtime {
 	char swap_dir[PATH_MAX];
 	char stats_path[PATH_MAX];
 	char stats_dir[PATH_MAX];	/* opts.stats_dir, "" = the default */
+	char remote[1024];	/* UPAGER_REMOTE's server list */
 
 	pthread_rwlock_t regions_lock;
 	struct upg_region **regions;	/* sorted by start */

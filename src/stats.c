@@ -183,7 +183,12 @@ __attribute__((format(printf, 2, 3))) static void put(struct out *o,
 	X(snapshot_pages) X(snapshot_preserved) X(snapshot_shared)            \
 	X(file_pages_read) X(file_readahead) X(file_pages_written)            \
 	X(file_past_eof) X(file_pages_kept) X(file_copy_hits)                 \
-	X(managed_peak_bytes) X(process_peak_rss)
+	X(managed_peak_bytes) X(process_peak_rss)                \
+	X(store_ram_objects) X(store_disk_objects) X(store_remote_objects)    \
+	X(store_remote_bytes) X(swapin_from_ram) X(swapin_from_disk)          \
+	X(swapin_from_remote) X(remote_sets) X(remote_refused)                \
+	X(remote_gets) X(remote_misses) X(remote_errors) X(remote_timeouts)   \
+	X(remote_batches) X(remote_rounds) X(remote_lost) X(seal_errors)
 
 static double ratio(const struct upg_stats *st)
 {

@@ -56,12 +56,18 @@
 #include "io.h"
 #include "log.h"
 #include "mem.h"
+#include "remote.h"
+#include "seal.h"
 #include "store.h"
 #include "upager.h"
 #include "util.h"
 
 #define SEG_SIZE ((size_t)128 << 10)
 #define SEG_NONE UINT32_MAX
+#define SEG_REMOTE (UINT32_MAX - 1)	/* obj.seg of an object on the cluster */
+#define PUSH_MAX 256		/* objects per remote batch */
+#define PUSH_BUF (SEG_SIZE + PUSH_MAX * SEAL_TAG)
+#define DELQ_MAX 512		/* remote deletes waiting for the next batch */
 #define GC_RESERVE 1		/* free slots only compaction may take */
 #define GC_MAX_VICTIMS 16	/* per compaction run */
 #define MAX_SEGS (UINT32_C(1) << 24)
@@ -77,8 +83,12 @@ struct obj {
 	uint32_t off;		/* byte offset in the segment */
 	uint32_t csum;		/* of the stored bytes */
 	uint32_t refs;		/* 0: free */
-	uint16_t len;		/* stored bytes; PAGE_SIZE: raw */
+	uint16_t len;		/* stored bytes; PAGE_SIZE: raw (plus SEAL_TAG
+				 * when sealed) */
 	uint16_t gen;		/* bumped when freed, so stale handles fail */
+	uint8_t sealed;		/* encrypted (seal.h): on the cluster, or in
+				 * the swap file with encrypt */
+	uint64_t ver;		/* put counter: the seal's version */
 	void *owner;		/* a copy (store_put_copy): whom to ask before
 				 * dropping it; NULL: kept until freed */
 };
@@ -88,6 +98,7 @@ struct seg {
 	uint32_t epoch;		/* bumped when released */
 	int32_t slot;		/* disk slot, or -1 */
 	uint32_t live;		/* bytes of live objects */
+	uint32_t nobj;		/* live objects */
 	uint32_t used;		/* append cursor, block tails included */
 	uint32_t prev, next;	/* RAM FIFO, or free list (next) */
 	char *buf;		/* contents in RAM, NULL when only on disk */
@@ -119,7 +130,22 @@ struct store {
 	uint64_t objects, bytes_in, bytes_stored, raw_pages;
 	uint64_t ram_bytes, disk_bytes, file_bytes, compactions;
 	uint64_t copies, dropped;
+	uint64_t ram_objects, disk_objects;
 	_Atomic uint64_t reads_ram, reads_disk, io_errors, checksum_errors;
+
+	/* Sealing and the remote tier (NULL when off). */
+	struct seal *seal;
+	struct remote *remote;
+	bool encrypt;		/* seal what goes to the swap file */
+	uint64_t ver;		/* put_lock */
+	uint64_t remote_objects, remote_bytes, remote_refused;
+	uint32_t remote_hiwater;	/* highest index ever pushed */
+	_Atomic uint64_t reads_remote, remote_lost, seal_errors;
+	uint64_t delq[DELQ_MAX];	/* lock */
+	uint32_t ndelq;
+	char *pushbuf;			/* put_lock */
+	struct remote_item *items;	/* put_lock */
+	uint32_t *push_idx;		/* put_lock */
 
 	char scratch[CODEC_RAW_LIMIT];	/* compressed output (put_lock) */
 };
@@ -233,13 +259,18 @@ static inline struct seg *seg_of(struct store *st, uint32_t id)
 	return &st->segs[id];
 }
 
-static void live_add(struct store *st, struct seg *s, int64_t delta)
+static void live_add(struct store *st, struct seg *s, int64_t delta,
+		     int32_t nobj)
 {
 	s->live += (uint32_t)delta;
-	if (s->buf)
+	s->nobj += (uint32_t)nobj;
+	if (s->buf) {
 		SET_RELAXED(st->ram_bytes, st->ram_bytes + (uint64_t)delta);
-	else
+		st->ram_objects += (uint64_t)(int64_t)nobj;
+	} else {
 		st->disk_bytes += (uint64_t)delta;
+		st->disk_objects += (uint64_t)(int64_t)nobj;
+	}
 }
 
 /* Change where a segment's contents live, moving its bytes between the
@@ -247,10 +278,11 @@ static void live_add(struct store *st, struct seg *s, int64_t delta)
 static void seg_set_buf(struct store *st, struct seg *s, char *buf)
 {
 	int64_t live = s->live;
+	int32_t nobj = (int32_t)s->nobj;
 
-	live_add(st, s, -live);
+	live_add(st, s, -live, -nobj);
 	s->buf = buf;
-	live_add(st, s, live);
+	live_add(st, s, live, nobj);
 }
 
 static int slot_alloc(struct store *st)
@@ -286,7 +318,7 @@ static uint32_t seg_alloc(struct store *st, enum seg_state state, char *buf)
 	st->free_seg = s->next;
 	s->state = state;
 	s->slot = -1;
-	s->live = s->used = 0;
+	s->live = s->used = s->nobj = 0;
 	s->buf = buf;
 	s->nsum = 0;
 	return id;
@@ -373,7 +405,10 @@ static long seg_fit(struct store *st, uint32_t id, size_t len)
 		return -1;
 	pos = seg_of(st, id)->used;
 
-	if ((pos & (PAGE_SIZE - 1)) + len > PAGE_SIZE)
+	/* A sealed raw page is the one object longer than a block: it
+	 * starts at one and ends in the next. */
+	if ((pos & (PAGE_SIZE - 1)) + MIN(len, PAGE_SIZE) > PAGE_SIZE ||
+	    (len > PAGE_SIZE && (pos & (PAGE_SIZE - 1))))
 		pos = (pos + PAGE_SIZE - 1) & PAGE_MASK;
 	return pos + len <= SEG_SIZE ? (long)pos : -1;
 }
@@ -408,7 +443,7 @@ static void obj_place(struct store *st, uint32_t idx, uint32_t id, long pos)
 	o->off = (uint32_t)pos;
 	s->used = (uint32_t)pos + o->len;
 	s->sum[s->nsum++] = idx;
-	live_add(st, s, o->len);
+	live_add(st, s, o->len, 1);
 }
 
 static bool gc_wanted(struct store *st)
@@ -516,7 +551,7 @@ static bool drop_copy(struct store *st, uint32_t id, uint32_t idx)
 	dropped = o->refs == 1 && o->seg == id && o->owner &&
 		  st->drop(o->owner, (uint64_t)o->gen << 32 | idx);
 	if (dropped) {
-		live_add(st, seg_of(st, id), -(int64_t)o->len);
+		live_add(st, seg_of(st, id), -(int64_t)o->len, -1);
 		obj_forget(st, idx);
 		st->dropped++;
 	}
@@ -532,8 +567,9 @@ static int migrate_obj(struct store *st, uint32_t id, const char *src,
 {
 	struct obj *o = obj_at(st, idx);
 	uint32_t off, len;
+	uint64_t ver;
 	struct seg *d;
-	bool live, copy;
+	bool live, copy, seal;
 	long pos;
 	int err;
 
@@ -545,9 +581,19 @@ static int migrate_obj(struct store *st, uint32_t id, const char *src,
 	copy = o->owner != NULL;
 	off = o->off;
 	len = o->len;
+	ver = o->ver;
+	/* With encrypt, what leaves the RAM tier for the file is sealed
+	 * here (compaction moves objects already sealed). */
+	seal = st->encrypt && !o->sealed;
 	unlock(st);
 	if (!live || (copy && drop_copy(st, id, idx)))
 		return 0;
+	if (seal) {
+		len = (uint32_t)seal_encrypt(st->seal, idx, ver, src + off, len,
+					   st->pushbuf);
+		src = st->pushbuf;
+		off = 0;
+	}
 	pos = dopen_room(st, len);
 	if (pos < 0)
 		return (int)pos;
@@ -558,7 +604,9 @@ static int migrate_obj(struct store *st, uint32_t id, const char *src,
 	memcpy(d->buf + pos, src + off, len);
 	wrlock(st);
 	if (o->refs && o->seg == id) {
-		live_add(st, seg_of(st, id), -(int64_t)len);
+		live_add(st, seg_of(st, id), -(int64_t)o->len, -1);
+		o->len = (uint16_t)len;
+		o->sealed |= seal;
 		obj_place(st, idx, st->dopen, pos);
 	}
 	unlock(st);
@@ -650,6 +698,121 @@ static int compact(struct store *st)
 	return err;
 }
 
+/* ---- the remote tier (put_lock) ------------------------------------------ */
+
+/* An index freed and reused within one segment is twice in its summary:
+ * sent once. */
+static bool in_batch(const struct store *st, unsigned n, uint32_t idx)
+{
+	for (unsigned k = 0; k < n; k++)
+		if (st->push_idx[k] == idx)
+			return true;
+	return false;
+}
+
+/* Seal the next live objects of busy segment `id` (from summary entry *i
+ * on) into the push buffer, at most PUSH_MAX.  Returns how many. */
+static unsigned push_fill(struct store *st, uint32_t id, const char *src,
+			  uint32_t *i)
+{
+	struct seg *s = seg_of(st, id);
+	size_t used = 0;
+	unsigned n = 0;
+
+	for (; *i < s->nsum && n < PUSH_MAX; (*i)++) {
+		uint32_t idx = s->sum[*i];
+		struct obj *o = obj_at(st, idx);
+		uint32_t off, len;
+		uint64_t ver;
+		bool live, copy;
+
+		rdlock(st);
+		live = o->refs && o->seg == id;
+		copy = o->owner != NULL;
+		off = o->off;
+		len = o->len;
+		ver = o->ver;
+		unlock(st);
+		if (!live || in_batch(st, n, idx) ||
+		    (copy && drop_copy(st, id, idx)))
+			continue;
+		if (used + len + SEAL_TAG > PUSH_BUF)
+			break;
+		st->items[n] = (struct remote_item){
+			.key = idx, .val = st->pushbuf + used,
+			.len = (uint32_t)seal_encrypt(st->seal, idx, ver,
+						    src + off, len,
+						    st->pushbuf + used),
+		};
+		st->push_idx[n] = idx;
+		used += st->items[n].len;
+		n++;
+	}
+	return n;
+}
+
+/* Move the objects the cluster stored to the remote tier; one freed
+ * meanwhile has its key deleted with the next batch. */
+static unsigned push_publish(struct store *st, uint32_t id, unsigned n)
+{
+	unsigned stored = 0;
+
+	wrlock(st);
+	for (unsigned k = 0; k < n; k++) {
+		struct obj *o = obj_at(st, st->push_idx[k]);
+
+		/* A set that timed out may have been stored all the
+		 * same: its key is swept at destroy too. */
+		st->remote_hiwater = MAX(st->remote_hiwater, st->push_idx[k]);
+		if (st->items[k].res)
+			continue;
+		stored++;
+		if (!o->refs || o->seg != id) {
+			if (st->ndelq < DELQ_MAX)
+				st->delq[st->ndelq++] = st->push_idx[k];
+			continue;
+		}
+		live_add(st, seg_of(st, id), -(int64_t)o->len, -1);
+		o->seg = SEG_REMOTE;
+		o->len = (uint16_t)st->items[k].len;
+		o->sealed = 1;
+		st->remote_objects++;
+		st->remote_bytes += o->len;
+	}
+	st->remote_refused += n - stored;
+	unlock(st);
+	return stored;
+}
+
+/*
+ * Push the live objects of busy RAM segment `id` to the cluster, sealed,
+ * PUSH_MAX per batch (one network round trip each, the deletes of freed
+ * remote objects riding along).  What the cluster refuses (full, or its
+ * server down) stays in the segment for migrate() to write to the file;
+ * after a batch it refused entirely, the rest of the segment goes there
+ * too.
+ */
+static void push_seg(struct store *st, uint32_t id, const char *src)
+{
+	uint64_t del[DELQ_MAX];
+	uint32_t i = 0;
+	unsigned n, ndel;
+
+	for (;;) {
+		n = push_fill(st, id, src, &i);
+		wrlock(st);
+		ndel = st->ndelq;
+		memcpy(del, st->delq, ndel * sizeof(del[0]));
+		st->ndelq = 0;
+		unlock(st);
+		if (!n && !ndel)
+			return;
+		remote_set(st->remote, st->items, n, del, ndel);
+		if (!n || !push_publish(st, id, n))
+			return;
+	}
+}
+
 /* Write out the oldest RAM segments until at most `target` remain. */
 static int shrink_ram(struct store *st, uint32_t target)
 {
@@ -666,6 +829,8 @@ static int shrink_ram(struct store *st, uint32_t target)
 		unlock(st);
 		if (id == SEG_NONE)
 			return 0;
+		if (st->remote)
+			push_seg(st, id, seg_of(st, id)->buf);
 		err = migrate(st, id, seg_of(st, id)->buf);
 		wrlock(st);
 		if (err)
@@ -768,6 +933,8 @@ static int put(struct store *st, const void *page, void *owner,
 		o->len = (uint16_t)len;
 		o->csum = csum;
 		o->owner = owner;
+		o->sealed = 0;
+		o->ver = ++st->ver;
 		obj_place(st, idx, st->open, pos);
 		st->objects++;
 		st->copies += owner != NULL;
@@ -811,22 +978,103 @@ int store_decode(struct codec *c, const void *src, size_t len, uint32_t csum,
 	return codec_decompress(c, src, len, page) ? -EILSEQ : 0;
 }
 
-/* Check and decode a stored object into `page`. */
-static int obj_decode(struct store *st, const char *src, const struct obj *o,
-		      uint64_t handle, void *page)
+/* Open (sealed) or check, and decode, `len` stored bytes of object o into
+ * `page`.  -EBADMSG when they do not open or match: `where` says whence,
+ * for the log. */
+static int bytes_decode(struct store *st, const char *src, size_t len,
+			const struct obj *o, uint64_t handle, void *page,
+			const char *where)
 {
-	int err = store_decode(st->codec, src, o->len, o->csum, page);
+	char plain[PAGE_SIZE];
+	uint32_t csum = o->csum;
+	int err;
 
+	if (o->sealed) {
+		err = seal_decrypt(st->seal, (uint32_t)handle, o->ver, src, len,
+				plain);
+		if (err < 0) {
+			count(&st->seal_errors);
+			log_error("store: handle %#llx from %s does not open "
+				  "(tampered, stale, or another key's value)",
+				  (unsigned long long)handle, where);
+			return -EBADMSG;
+		}
+		/* Opened: authenticated, which a checksum adds nothing to. */
+		src = plain;
+		len = (size_t)err;
+		csum = codec_checksum(src, len, 0);
+	}
+	err = store_decode(st->codec, src, len, csum, page);
 	if (err == -EBADMSG) {
 		count(&st->checksum_errors);
-		log_error("store: checksum mismatch, handle %#llx",
-			  (unsigned long long)handle);
+		log_error("store: checksum mismatch, handle %#llx from %s",
+			  (unsigned long long)handle, where);
 	} else if (err) {
 		log_error("store: handle %#llx does not decompress",
 			  (unsigned long long)handle);
 	}
 	/* Either way the page is lost: one error for the caller. */
 	return err ? -EBADMSG : 0;
+}
+
+/* Check and decode a stored object into `page`. */
+static int obj_decode(struct store *st, const char *src, const struct obj *o,
+		      uint64_t handle, void *page)
+{
+	return bytes_decode(st, src, o->len, o, handle, page, "the store");
+}
+
+/* Bytes from an object's block to the end of the block it ends in: what
+ * a read of it from the file takes. */
+static uint64_t obj_span(const struct obj *o)
+{
+	return ((o->off & (PAGE_SIZE - 1)) + o->len + PAGE_SIZE - 1) &
+	       PAGE_MASK;
+}
+
+/* Decode a value fetched from copy `copy` on the cluster, logging why
+ * one is not the object.  res: remote_item.res. */
+static int remote_decode(struct store *st, const struct obj *o,
+			 uint64_t handle, const struct remote_item *it,
+			 unsigned copy, void *page, bool quiet)
+{
+	char where[128];
+
+	snprintf(where, sizeof(where), "server %s (copy %u)",
+		 remote_server_name(st->remote, it->server), copy);
+	if (it->res >= 0)
+		return bytes_decode(st, it->buf, (size_t)it->res, o, handle,
+				    page, where);
+	if (quiet)
+		return it->res;
+	log_error("store: handle %#llx not read from %s: %s",
+		  (unsigned long long)handle, where,
+		  it->res == -ENOENT ? "missing (server restarted, evicted "
+				       "or deleted)" :
+		  it->res == -EHOSTDOWN ? "server marked dead after a failure" :
+		  it->res == -ETIMEDOUT ? "timed out" : strerror(-it->res));
+	return it->res;
+}
+
+/* Read a remote object: its primary copy, then its replicas.  -EBADMSG
+ * (the caller poisons the page) when no copy opens. */
+static int get_remote(struct store *st, uint64_t handle, struct obj copy,
+		      void *page)
+{
+	char buf[PAGE_SIZE + SEAL_TAG];
+
+	for (unsigned c = 0; c <= remote_replicas(st->remote); c++) {
+		struct remote_item it = { .key = (uint32_t)handle, .buf = buf,
+					  .cap = sizeof(buf) };
+
+		remote_get(st->remote, c, &it, 1);
+		if (remote_decode(st, &copy, handle, &it, c, page, false) == 0) {
+			count(&st->reads_remote);
+			return 0;
+		}
+	}
+	count(&st->remote_lost);
+	return -EBADMSG;
 }
 
 /*
@@ -858,7 +1106,8 @@ static int get_disk(struct store *st, uint64_t handle, struct obj copy,
 	uint64_t block = copy.off & PAGE_MASK;
 	int err;
 
-	err = io_reader_read(r, (uint64_t)slot * SEG_SIZE + block, PAGE_SIZE);
+	err = io_reader_read(r, (uint64_t)slot * SEG_SIZE + block,
+			     obj_span(&copy));
 	rdlock(st);
 	err = decode_read(st, r, block, err, &copy, epoch, handle, page);
 	unlock(st);
@@ -881,6 +1130,13 @@ int store_get(struct store *st, uint64_t handle, void *page, bool *from_disk)
 		if (!o) {
 			unlock(st);
 			return -EINVAL;
+		}
+		if (o->seg == SEG_REMOTE) {
+			copy = *o;
+			unlock(st);
+			if (from_disk)
+				*from_disk = true;
+			return get_remote(st, handle, copy, page);
 		}
 		s = seg_of(st, o->seg);
 		if (s->buf) {
@@ -909,6 +1165,7 @@ struct ahead_obj {
 	struct obj copy;
 	uint32_t epoch;
 	bool want;
+	bool remote;		/* on the cluster: fetched by one multi-get */
 };
 
 /* Decode the objects in the RAM tier, and pick the disk objects that one
@@ -930,6 +1187,10 @@ static int ahead_span(struct store *st, const uint64_t *handles, unsigned n,
 			res[i] = -EINVAL;
 			continue;
 		}
+		if (o->seg == SEG_REMOTE) {
+			a[i] = (struct ahead_obj){ *o, 0, false, true };
+			continue;
+		}
 		s = seg_of(st, o->seg);
 		if (s->buf) {
 			res[i] = obj_decode(st, s->buf + o->off, o, handles[i],
@@ -939,15 +1200,49 @@ static int ahead_span(struct store *st, const uint64_t *handles, unsigned n,
 		}
 		b = o->off & PAGE_MASK;
 		l = slot < 0 ? b : MIN(*lo, b);
-		h = slot < 0 ? b + PAGE_SIZE : MAX(*hi, b + PAGE_SIZE);
+		h = slot < 0 ? b + obj_span(o) : MAX(*hi, b + obj_span(o));
 		if ((slot >= 0 && s->slot != slot) || h - l > IO_READ_MAX)
 			continue;
 		slot = s->slot;
 		*lo = l;
 		*hi = h;
-		a[i] = (struct ahead_obj){ *o, s->epoch, true };
+		a[i] = (struct ahead_obj){ *o, s->epoch, true, false };
 	}
 	return slot;
+}
+
+/* The read-ahead's objects on the cluster, with one multi-get of their
+ * primary copies.  One that does not come stays -EAGAIN: its own fault
+ * tries the replicas, and reports it lost. */
+static void ahead_remote(struct store *st, const uint64_t *handles,
+			 unsigned n, char *pages, int *res,
+			 const struct ahead_obj *a)
+{
+	char buf[STORE_AHEAD_MAX][PAGE_SIZE + SEAL_TAG];
+	struct remote_item it[STORE_AHEAD_MAX];
+	unsigned map[STORE_AHEAD_MAX], m = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		if (!a[i].remote)
+			continue;
+		it[m] = (struct remote_item){ .key = (uint32_t)handles[i],
+					      .buf = buf[m],
+					      .cap = sizeof(buf[m]) };
+		map[m++] = i;
+	}
+	if (!m)
+		return;
+	remote_get(st->remote, 0, it, m);
+	for (unsigned k = 0; k < m; k++) {
+		unsigned i = map[k];
+
+		/* Not logged: its own fault tries again, and logs. */
+		if (remote_decode(st, &a[i].copy, handles[i], &it[k], 0,
+				  pages + (size_t)i * PAGE_SIZE, true) == 0) {
+			count(&st->reads_remote);
+			res[i] = 1;
+		}
+	}
 }
 
 void store_get_ahead(struct store *st, const uint64_t *handles, unsigned n,
@@ -962,6 +1257,8 @@ void store_get_ahead(struct store *st, const uint64_t *handles, unsigned n,
 	rdlock(st);
 	slot = ahead_span(st, handles, n, pages, res, a, &lo, &hi);
 	unlock(st);
+	if (st->remote)
+		ahead_remote(st, handles, n, pages, res, a);
 	if (slot < 0)
 		return;
 	r = io_reader_get(st->io);
@@ -1009,9 +1306,16 @@ void store_free(struct store *st, uint64_t handle)
 
 	wrlock(st);
 	o = obj_lookup(st, handle);
-	if (o && --o->refs == 0) {
+	if (o && o->refs == 1 && o->seg == SEG_REMOTE) {
+		/* Its key goes with the next batch, or at destroy. */
+		st->remote_objects--;
+		st->remote_bytes -= o->len;
+		if (st->ndelq < DELQ_MAX)
+			st->delq[st->ndelq++] = (uint32_t)handle;
+		obj_forget(st, (uint32_t)handle);
+	} else if (o && --o->refs == 0) {
 		s = seg_of(st, o->seg);
-		live_add(st, s, -(int64_t)o->len);
+		live_add(st, s, -(int64_t)o->len, -1);
 		/* Open, dopen and busy segments belong to the put path. */
 		if (s->live == 0 && (s->state == SEG_RAM ||
 				     s->state == SEG_DISK))
@@ -1057,8 +1361,18 @@ void store_get_stats(struct store *st, struct store_stats *out)
 		.io_errors = atomic_load(&st->io_errors),
 		.checksum_errors = atomic_load(&st->checksum_errors),
 		.sync_io = io_is_sync(st->io),
+		.ram_objects = st->ram_objects,
+		.disk_objects = st->disk_objects,
+		.remote_objects = st->remote_objects,
+		.remote_bytes = st->remote_bytes,
+		.remote_refused = st->remote_refused,
+		.reads_remote = atomic_load(&st->reads_remote),
+		.remote_lost = atomic_load(&st->remote_lost),
+		.seal_errors = atomic_load(&st->seal_errors),
 	};
 	unlock(st);
+	if (st->remote)
+		remote_get_stats(st->remote, &out->remote);
 }
 
 int store_flush(struct store *st)
@@ -1111,6 +1425,8 @@ int store_corrupt(struct store *st, uint64_t handle)
 	o = obj_lookup(st, handle);
 	if (!o) {
 		err = -EINVAL;
+	} else if (o->seg == SEG_REMOTE) {
+		err = -EOPNOTSUPP;	/* tests tamper on the server */
 	} else {
 		s = seg_of(st, o->seg);
 		off = o->off;
@@ -1127,6 +1443,57 @@ int store_corrupt(struct store *st, uint64_t handle)
 }
 
 /* ---- creation ------------------------------------------------------------ */
+
+/* The seal and the remote tier, when asked for.  A cluster that does not
+ * answer is an error, or with remote_optional a warning and no tier. */
+static int store_start_sealed(struct store *st, const struct store_config *cfg)
+{
+	bool remote = cfg->remote && *cfg->remote;
+	struct remote_config rc = {
+		.servers = cfg->remote,
+		.replicas = cfg->remote_replicas,
+		.timeout_ms = cfg->remote_timeout_ms,
+	};
+	int err;
+
+	st->encrypt = cfg->encrypt;
+	if (!remote && !cfg->encrypt)
+		return 0;
+	err = seal_create(&st->seal);
+	if (!err) {
+		st->pushbuf = mem_alloc(PUSH_BUF);
+		st->items = mem_alloc(PUSH_MAX * sizeof(*st->items));
+		st->push_idx = mem_alloc(PUSH_MAX * sizeof(*st->push_idx));
+		if (!st->pushbuf || !st->items || !st->push_idx)
+			err = -ENOMEM;
+	}
+	if (err || !remote)
+		return err;
+	rc.id = seal_id(st->seal);
+	err = remote_create(&rc, &st->remote);
+	if (err == -EHOSTUNREACH && cfg->remote_optional) {
+		log_warn("remote tier off: no server of \"%s\" answers; "
+			 "pages go to the swap file", cfg->remote);
+		return 0;
+	}
+	return err;
+}
+
+/* Delete every key this store may have left on the cluster: all indices
+ * ever pushed (a freed object whose delete did not fit the queue, too). */
+static void remote_sweep(struct store *st)
+{
+	uint64_t keys[PUSH_MAX];
+	unsigned n = 0;
+
+	for (uint32_t idx = 1; idx <= st->remote_hiwater; idx++) {
+		keys[n++] = idx;
+		if (n == PUSH_MAX || idx == st->remote_hiwater) {
+			remote_delete(st->remote, keys, n);
+			n = 0;
+		}
+	}
+}
 
 static int open_swap(const char *dir)
 {
@@ -1205,6 +1572,8 @@ int store_create(const struct store_config *cfg, struct store **out)
 	}
 	if (!err)
 		err = io_create(st->fd, SEG_SIZE, &st->io);
+	if (!err)
+		err = store_start_sealed(st, cfg);
 	if (err) {
 		store_destroy(st);
 		return err;
@@ -1217,6 +1586,14 @@ void store_destroy(struct store *st)
 {
 	if (!st)
 		return;
+	if (st->remote) {
+		remote_sweep(st);
+		remote_destroy(st->remote);
+	}
+	seal_destroy(st->seal);
+	mem_free(st->pushbuf, PUSH_BUF);
+	mem_free(st->items, PUSH_MAX * sizeof(*st->items));
+	mem_free(st->push_idx, PUSH_MAX * sizeof(*st->push_idx));
 	for (uint32_t i = 0; st->segs && i < st->nsegs; i++) {
 		struct seg *s = &st->segs[i];
 

@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "remote.h"
+
 #define STORE_HANDLE_BITS 48
 #define STORE_HANDLE_MAX ((UINT64_C(1) << STORE_HANDLE_BITS) - 1)
 
@@ -40,6 +42,13 @@ struct store_config {
 	 * it anywhere; the store then reclaims it without a store_free).
 	 * Must not call the store.  NULL: no copies. */
 	bool (*drop)(void *owner, uint64_t handle);
+	/* The remote tier (remote.h): "host:port,..." or NULL for none.
+	 * Objects leaving the RAM tier go there, sealed, and to the swap
+	 * file when the cluster refuses them. */
+	const char *remote;
+	unsigned remote_replicas, remote_timeout_ms;
+	bool remote_optional;	/* no server answers: warn, go without */
+	bool encrypt;		/* seal what goes to the swap file too */
 };
 
 struct store_stats {
@@ -56,6 +65,13 @@ struct store_stats {
 	uint64_t dropped;	/* copies dropped (cumulative) */
 	uint64_t io_errors, checksum_errors;
 	bool sync_io;		/* no io_uring: pread/pwrite (io.h) */
+	uint64_t ram_objects, disk_objects;	/* live objects per tier */
+	uint64_t remote_objects, remote_bytes;	/* on the cluster now */
+	uint64_t remote_refused;	/* objects the cluster did not take */
+	uint64_t reads_remote;		/* objects read back from it */
+	uint64_t remote_lost;		/* no copy came back that opened */
+	uint64_t seal_errors;		/* sealed objects that did not open */
+	struct remote_stats remote;	/* the client's counters */
 };
 
 /* Create a store.  -EINVAL bad config, -ENOENT/-EACCES/-ENOTDIR/-EROFS
