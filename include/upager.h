@@ -158,7 +158,7 @@ struct upg_options {
 				   * default 0 (UPAGER_REMOTE_REPLICAS) */
 	uint32_t remote_timeout_ms; /* bound of one batch, get or multi-get;
 				     * a server that misses it is skipped for
-				     * 2 s; 1..60000, default 500
+				     * 2 s; 1..60000, default 2000
 				     * (UPAGER_REMOTE_TIMEOUT_MS) */
 	uint32_t remote_optional; /* 1: a cluster that does not answer at
 				   * start is a warning (the local tiers

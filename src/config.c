@@ -97,7 +97,7 @@ static const struct opt options[] = {
 	  NULL, "0", "extra copies of each remote object, on other servers "
 	  "(fewer than the servers)" },
 	{ "UPAGER_REMOTE_TIMEOUT_MS", OPT_UINT, FIELD(remote_timeout_ms), 1,
-	  60000, NULL, "500", "bound of one remote batch or get; a server "
+	  60000, NULL, "2000", "bound of one remote batch or get; a server "
 	  "that misses it is skipped for 2 s" },
 	{ "UPAGER_REMOTE_OPTIONAL", OPT_UINT, FIELD(remote_optional), 0, 1,
 	  NULL, "0", "1: a cluster that does not answer at start is a "
@@ -125,7 +125,7 @@ void upg_options_init(struct upg_options *opts)
 	opts->stats_format = UPG_STATS_TEXT;
 	opts->preload_heap = 1024 * GIB;
 	opts->preload_min_mmap = 256 << 10;
-	opts->remote_timeout_ms = 500;
+	opts->remote_timeout_ms = 2000;
 }
 
 int parse_size(const char *s, uint64_t *out)
