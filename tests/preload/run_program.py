@@ -66,14 +66,18 @@ def run_rss(argv, stdin_path=None):
 # is "plain" or "upager", so each run works on its own files.
 # ----------------------------------------------------------------------
 
-PY_FORK = r'''
-import hashlib, os, sys
+# A buffer of argv[1] MiB with a pattern on every page, and its hash.
+PY_BUFFER = r'''
 n = int(sys.argv[1]) << 20
 buf = bytearray(n)
 for i in range(0, n, 4096):
     buf[i:i + 16] = (b"%016d" % (i * 2654435761 % 10**16))
 want = hashlib.sha256(buf).hexdigest()
-r, w = os.pipe()
+'''
+
+PY_FORK = r'''
+import hashlib, os, sys
+''' + PY_BUFFER + r'''r, w = os.pipe()
 pid = os.fork()
 if pid == 0:
     os.close(r)
@@ -107,12 +111,7 @@ print(want, lines)
 # parent's evictor runs across every fork.
 PY_POOL = r'''
 import hashlib, multiprocessing as mp, sys, threading
-n = int(sys.argv[1]) << 20
-buf = bytearray(n)
-for i in range(0, n, 4096):
-    buf[i:i + 16] = (b"%016d" % (i * 2654435761 % 10**16))
-want = hashlib.sha256(buf).hexdigest()
-
+''' + PY_BUFFER + r'''
 def work(k):
     # The worker's copy is its own: a write shows there and nowhere else.
     at = (k * 7919 * 4096) % n
