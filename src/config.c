@@ -36,6 +36,7 @@ static const char *const log_names[] = { "none", "error", "warn", "info",
 					  "debug", NULL };
 static const char *const format_names[] = { "text", "json", NULL };
 static const char *const policy_names[] = { "clock", "fifo", NULL };
+static const char *const resolve_names[] = { "handler", "thread", NULL };
 
 #define MIB (UINT64_C(1) << 20)
 #define GIB (UINT64_C(1) << 30)
@@ -60,6 +61,10 @@ static const struct opt options[] = {
 	  "clock", "which resident page to evict first" },
 	{ "UPAGER_HANDLERS", OPT_UINT, FIELD(handlers), 1, 64, NULL, "1",
 	  "fault-handling threads" },
+	{ "UPAGER_RESOLVE", OPT_ENUM, FIELD(resolve), 0, 0, resolve_names,
+	  "handler", "who resolves a fault: handler threads, or the faulting "
+	  "thread in a SIGBUS handler (kernel accesses to pages not in memory "
+	  "then fail with EFAULT; not for upager-run)" },
 	{ "UPAGER_SPIN_US", OPT_UINT, FIELD(spin_us), 0, 1000, NULL, "0",
 	  "microseconds a handler polls for more faults before sleeping" },
 	{ "UPAGER_IDLE_POLL", OPT_UINT, FIELD(idle_poll), 0, 1, NULL, "0",

@@ -77,7 +77,7 @@ static int open_raw(void)
 	return fd == -ENOSYS ? -EPERM : fd;
 }
 
-int uffd_open(int *fdp, uint64_t *features)
+int uffd_open(int *fdp, uint64_t want, uint64_t *features)
 {
 	uint64_t avail = 0;
 	int fd, err;
@@ -96,7 +96,7 @@ int uffd_open(int *fdp, uint64_t *features)
 	fd = open_raw();
 	if (fd < 0)
 		return fd;
-	err = handshake(fd, avail & UFFD_WANTED_FEATURES, features);
+	err = handshake(fd, avail & want, features);
 	if (err < 0) {
 		log_error("userfaultfd API handshake failed: %s", strerror(-err));
 		close(fd);

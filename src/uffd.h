@@ -67,11 +67,12 @@ struct uffdio_move {
 
 /*
  * Open a userfaultfd (the syscall, then /dev/userfaultfd) and do the API
- * handshake asking for UFFD_WANTED_FEATURES & what the kernel offers.
+ * handshake asking for `want` (UFFD_WANTED_FEATURES, and UFFD_FEATURE_SIGBUS
+ * when faulting threads resolve their own faults) & what the kernel offers.
  * Sets *fd and *features (what the kernel granted).  On failure, the thread's
  * last error says why and what to change.
  */
-int uffd_open(int *fd, uint64_t *features);
+int uffd_open(int *fd, uint64_t want, uint64_t *features);
 
 /* Register [addr, addr+len) for missing faults, and write-protect faults when
  * the kernel can (sets *wp).  Unregister undoes it and wakes waiters. */
