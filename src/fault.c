@@ -423,6 +423,7 @@ static enum fault_result resolve(struct fault_ctx *c, struct upg_region *r,
 {
 	struct upg_runtime *rt = r->rt;
 	uint64_t idx = (addr - r->start) >> PAGE_SHIFT;
+	enum fault_result res = FAULT_DONE;
 	_Atomic pte_t *e;
 	pte_t old;
 	int kind, rc = 0;
@@ -471,11 +472,15 @@ static enum fault_result resolve(struct fault_ctx *c, struct upg_region *r,
 		break;
 	default:
 		/* POISONED, or a state this build cannot serve: the thread
-		 * gets SIGBUS, never wrong data. */
+		 * gets SIGBUS, never wrong data.  EEXIST: the marker was
+		 * there (a thread resolving its own fault is back at it, the
+		 * kernel having raised BUS_ADRERR for it). */
 		pte_unlock(e, pte_with_state(old, PTE_POISONED));
 		rc = uffd_poison(rt->uffd, (void *)addr, PAGE_SIZE);
-		COUNT(r, poisoned, 1);
+		if (rc != -EEXIST)
+			COUNT(r, poisoned, 1);
 		kind = write ? UPG_FAULT_ZERO_WRITE : UPG_FAULT_ZERO_READ;
+		res = FAULT_POISONED;
 		break;
 	}
 out:
@@ -483,7 +488,7 @@ out:
 		log_debug("fault at %p not resolved: %s", (void *)addr,
 			  strerror(-rc));
 	fault_account(rt, r, kind, now_ns() - t0);
-	return FAULT_DONE;
+	return res;
 }
 
 enum fault_result fault_serve(struct fault_ctx *c, struct upg_region *r,

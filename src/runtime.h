@@ -167,6 +167,8 @@ enum fault_result {
 			 * serve it again shortly */
 	FAULT_GATED,	/* a snapshot of r is being taken, dropped or
 			 * restored: again once its gate opens */
+	FAULT_POISONED,	/* the page is poisoned: the access gets SIGBUS,
+			 * which is the program's */
 };
 
 /*

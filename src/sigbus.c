@@ -133,9 +133,11 @@ static void access_of(const void *ucv, uintptr_t addr, bool *write, bool *wp)
 #endif
 }
 
-/* Serve the fault if addr is in a region of rt; false if it is not. */
+/* Serve the fault if addr is in a region of rt (returns whether it is);
+ * *ours: served, false if its page is poisoned (the SIGBUS is then the
+ * program's). */
 static bool serve_in(struct upg_runtime *rt, uintptr_t addr, bool write,
-		     bool wp, uint64_t t0)
+		     bool wp, uint64_t t0, bool *ours)
 {
 	enum fault_result res = FAULT_BUSY;
 	struct upg_region *r;
@@ -154,8 +156,9 @@ static bool serve_in(struct upg_runtime *rt, uintptr_t addr, bool write,
 	pthread_rwlock_unlock(&rt->regions_lock);
 	/* Not resolved yet: let the owner of the entry (or of the snapshot
 	 * gate) run before the access faults again. */
-	if (r && res != FAULT_DONE)
+	if (r && (res == FAULT_BUSY || res == FAULT_GATED))
 		sched_yield();
+	*ours = r && res != FAULT_POISONED;
 	return r != NULL;
 }
 
@@ -163,16 +166,16 @@ static bool serve(uintptr_t addr, const void *uc)
 {
 	uint64_t t0 = now_ns();
 	unsigned n = atomic_load(&nslots);
-	bool write, wp, ours = false;
+	bool write, wp, ours = false, found = false;
 
 	access_of(uc, addr, &write, &wp);
-	for (unsigned i = 0; i < n && !ours; i++) {
+	for (unsigned i = 0; i < n && !found; i++) {
 		struct upg_runtime *rt;
 
 		atomic_fetch_add(&slots[i].users, 1);
 		rt = atomic_load(&slots[i].rt);
 		if (rt)
-			ours = serve_in(rt, addr, write, wp, t0);
+			found = serve_in(rt, addr, write, wp, t0, &ours);
 		atomic_fetch_sub(&slots[i].users, 1);
 	}
 	return ours;
