@@ -163,29 +163,23 @@ static int parse_size(const char *opt, const char *s, size_t page,
 	return bad(opt, s, "a size from 4K to 64G, such as 256M");
 }
 
-static int parse_codec(const char *s, int *codec)
+/* The index of s in names[0..n), or a bad value of option opt. */
+static int parse_name(const char *opt, const char *s,
+		      const char *const *names, size_t n,
+		      const char *accepted, int *out)
 {
-	for (size_t i = 0; i < sizeof(codec_names) / sizeof(codec_names[0]);
-	     i++) {
-		if (!strcmp(s, codec_names[i])) {
-			*codec = (int)i;
+	for (size_t i = 0; i < n; i++) {
+		if (!strcmp(s, names[i])) {
+			*out = (int)i;
 			return 0;
 		}
 	}
-	return bad("--codec", s, "lz4, zstd or none");
+	return bad(opt, s, accepted);
 }
 
-static int parse_resolve(const char *s, int *resolve)
-{
-	for (size_t i = 0; i < sizeof(resolve_names) / sizeof(resolve_names[0]);
-	     i++) {
-		if (!strcmp(s, resolve_names[i])) {
-			*resolve = (int)i;
-			return 0;
-		}
-	}
-	return bad("--resolve", s, "handler or thread");
-}
+#define PARSE_NAME(opt, s, names, accepted, out)                              \
+	parse_name(opt, s, names, sizeof(names) / sizeof(names[0]),           \
+		   accepted, out)
 
 const char *resolve_name(int resolve)
 {
@@ -323,10 +317,12 @@ static int parse_one(int opt, const char *arg, struct options *o)
 		o->given.threads = true;
 		break;
 	case OPT_CODEC:
-		err = parse_codec(arg, &o->codec);
+		err = PARSE_NAME("--codec", arg, codec_names,
+				 "lz4, zstd or none", &o->codec);
 		break;
 	case OPT_RESOLVE:
-		err = parse_resolve(arg, &o->resolve);
+		err = PARSE_NAME("--resolve", arg, resolve_names,
+				 "handler or thread", &o->resolve);
 		break;
 	case OPT_BUDGET:
 		err = parse_size("--budget", arg, o->page, &cfg->budget);
