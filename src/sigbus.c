@@ -225,10 +225,14 @@ static void chain(int sig, siginfo_t *si, void *ucv)
 static void on_sigbus(int sig, siginfo_t *si, void *uc)
 {
 	int saved = errno;
+	bool ours = si->si_code == BUS_ADRERR &&
+		    serve((uintptr_t)si->si_addr, uc);
 
-	if (si->si_code != BUS_ADRERR || !serve((uintptr_t)si->si_addr, uc))
-		chain(sig, si, uc);
+	/* Before chaining: the program's handler sees the errno of the code
+	 * it interrupted (and may never return here: siglongjmp). */
 	errno = saved;
+	if (!ours)
+		chain(sig, si, uc);
 }
 
 /* Caller holds install_lock. */

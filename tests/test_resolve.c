@@ -151,7 +151,7 @@ END_TEST
 /* ---- SIGBUS that is not ours: to the program's handler ---- */
 
 static sigjmp_buf jmp;
-static volatile sig_atomic_t got_code;
+static volatile sig_atomic_t got_code, got_errno;
 static void *volatile got_addr;
 static char *volatile got_stack;	/* a local of the handler's */
 
@@ -162,6 +162,7 @@ static void program_handler(int sig, siginfo_t *si, void *uc)
 	(void)sig;
 	(void)uc;
 	got_stack = &here;
+	got_errno = errno;
 	got_code = si->si_code;
 	got_addr = si->si_addr;
 	siglongjmp(jmp, 1);
@@ -289,7 +290,13 @@ START_TEST(poisoned_page_reaches_program_handler)
 	ck_assert_uint_ne(idx, UINT64_MAX);
 	ck_assert_int_eq(store_corrupt(rt->store,
 				       pte_payload(pt_get(&r->pt, idx))), 0);
+	errno = EDOM;
 	ck_assert(program_got_bus(p + idx * TPAGE + 8));
+	/* It sees the errno of the code it interrupted. */
+	ck_assert_int_eq(got_errno, EDOM);
+	errno = EDOM;
+	ck_assert(program_got_bus(p + idx * TPAGE + 16));
+	ck_assert_int_eq(got_errno, EDOM);
 	/* BUS_ADRERR where the kernel has no CONFIG_MEMORY_FAILURE. */
 	ck_assert_msg(got_code == BUS_MCEERR_AR || got_code == BUS_ADRERR,
 		      "si_code %d", got_code);
