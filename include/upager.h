@@ -614,7 +614,14 @@ struct upg_stats {
 	uint64_t swapin_clustered;	/* stored pages brought back with a
 					 * faulting neighbour, no fault of
 					 * their own */
-	uint64_t reserved[3];
+	uint64_t pages_vanished;	/* resident pages found gone at a
+					 * fault, read as zeros: the program
+					 * dropped them behind upager
+					 * (MADV_DONTNEED); in preload mode,
+					 * where drops go through upager, and
+					 * in any region the program never
+					 * drops, a page lost: report it */
+	uint64_t reserved[2];
 };
 
 /* Name of a fault kind ("zero_read", ...), or "?" if out of range. */

@@ -165,6 +165,11 @@ static int remap(struct upg_region *r, uint64_t idx, _Atomic pte_t *e,
 		rc = uffd_zeropage(rt->uffd, page_addr(r, idx), PAGE_SIZE);
 	if (rc == -EEXIST)
 		COUNT(r, faults_spurious, 1);
+	if (rc == 0 && pte_state(old) == PTE_RESIDENT) {
+		COUNT(r, pages_vanished, 1);
+		log_debug("page at %p was resident and is gone: it reads as "
+			  "zeros", page_addr(r, idx));
+	}
 	if (rc < 0 || pte_state(old) == PTE_RESIDENT) {
 		pte_unlock(e, old);
 		return rc;

@@ -103,6 +103,7 @@ void counters_export(const struct counters *c, struct upg_stats *st)
 	st->pages_resident = resident > 0 ? (uint64_t)resident : 0;
 	st->pages_reserved = (uint64_t)MAX(LOAD(c->pages_reserved), 0);
 	st->reservations_reclaimed = LOAD(c->reservations_reclaimed);
+	st->pages_vanished = LOAD(c->pages_vanished);
 	st->swapin_clustered = LOAD(c->swapin_clustered);
 	st->evictions_clean = LOAD(c->evictions_clean);
 	st->evictions_dirty = LOAD(c->evictions_dirty);
@@ -149,7 +150,8 @@ __attribute__((format(printf, 2, 3))) static void put(struct out *o,
 	X(reservations_reclaimed) X(pagetable_bytes)                           \
 	X(evictions_clean) X(evictions_dirty) X(store_bytes_in)                \
 	X(store_bytes_stored) X(store_ram_bytes) X(store_disk_bytes)           \
-	X(swapin_clustered) X(refaults) X(over_budget) X(poisoned) X(snapshots)                 \
+	X(swapin_clustered) X(refaults) X(over_budget) X(poisoned)            \
+	X(pages_vanished) X(snapshots)                                         \
 	X(snapshot_pages) X(snapshot_preserved) X(snapshot_shared)            \
 	X(file_pages_read) X(file_readahead) X(file_pages_written)            \
 	X(file_past_eof) X(file_pages_kept) X(file_copy_hits)

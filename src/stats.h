@@ -33,6 +33,7 @@ struct counters {
 	_Atomic int64_t pages_resident;
 	_Atomic int64_t pages_reserved;	/* zero-mapped, charged (reserve.h) */
 	_Atomic uint64_t reservations_reclaimed;
+	_Atomic uint64_t pages_vanished;
 	_Atomic uint64_t swapin_clustered;
 	_Atomic uint64_t evictions_clean, evictions_dirty;
 	_Atomic uint64_t refaults;

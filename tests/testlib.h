@@ -8,6 +8,8 @@
 #define UPAGER_TESTLIB_H
 
 #include <check.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -81,5 +83,50 @@ bool touch_bus(volatile char *addr);
 
 /* Resident memory of this process in KiB (VmRSS). */
 long rss_kib(void);
+
+/* ---- the budget, sampled while a test runs ---- */
+
+/* Under AddressSanitizer the process's RSS also holds the shadow of every
+ * managed page touched (an eighth of it, and more for the allocator's own
+ * bookkeeping), which the budget does not govern. */
+#if defined(__SANITIZE_ADDRESS__)
+#define RSS_GOVERNED false
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RSS_GOVERNED false
+#endif
+#endif
+#ifndef RSS_GOVERNED
+#define RSS_GOVERNED true
+#endif
+
+/*
+ * Samples, every 2 ms, what the budget governs: the region's pages in
+ * memory by the kernel's count (mincore: written pages and zero-page
+ * mappings alike) plus the store's RAM tier; and the process's RSS, which
+ * bounds it from above in a build without a sanitizer.
+ */
+struct sampler {
+	pthread_t thread;
+	struct upg_runtime *rt;
+	char *p;
+	size_t npages;
+	unsigned char *vec;
+	_Atomic bool on;
+	_Atomic long peak_kib;		/* region + RAM tier */
+	_Atomic long peak_rss_kib;	/* whole process */
+};
+
+
+/* What the budget governs now, in KiB: the region's pages in memory plus
+ * the RAM tier; -1 on error. */
+long sampler_governed_kib(struct sampler *s);
+/* Start sampling the region [p, p + npages pages) of rt every 2 ms. */
+void sampler_start(struct sampler *s, struct upg_runtime *rt, char *p,
+		   size_t npages);
+void sampler_stop(struct sampler *s);
+/* Fails the test unless the peak of what the budget governs stayed
+ * within it (1 MiB of slack for pages between the two while sampled). */
+void sampled_within(struct sampler *s, uint64_t budget);
 
 #endif

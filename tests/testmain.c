@@ -148,6 +148,69 @@ long rss_kib(void)
 	return line ? strtol(line + 6, NULL, 10) : -1;
 }
 
+long sampler_governed_kib(struct sampler *s)
+{
+	size_t n = 0;
+	struct upg_stats st;
+
+	if (mincore(s->p, s->npages * TPAGE, s->vec) < 0)
+		return -1;
+	for (size_t i = 0; i < s->npages; i++)
+		n += s->vec[i] & 1;
+	st.size = sizeof(st);
+	if (upg_stats_get(s->rt, &st) < 0)
+		return -1;
+	return (long)((n * TPAGE + st.store_ram_bytes) / 1024);
+}
+
+static void *sampler_main(void *arg)
+{
+	struct sampler *s = arg;
+
+	while (atomic_load(&s->on)) {
+		long kib = sampler_governed_kib(s), rss = rss_kib();
+
+		if (kib > atomic_load(&s->peak_kib))
+			atomic_store(&s->peak_kib, kib);
+		if (rss > atomic_load(&s->peak_rss_kib))
+			atomic_store(&s->peak_rss_kib, rss);
+		usleep(2000);
+	}
+	return NULL;
+}
+
+void sampler_start(struct sampler *s, struct upg_runtime *rt, char *p,
+			  size_t npages)
+{
+	s->rt = rt;
+	s->p = p;
+	s->npages = npages;
+	s->vec = calloc(npages, 1);
+	ck_assert_ptr_nonnull(s->vec);
+	atomic_store(&s->peak_kib, 0);
+	atomic_store(&s->peak_rss_kib, rss_kib());
+	atomic_store(&s->on, true);
+	ck_assert_int_eq(pthread_create(&s->thread, NULL, sampler_main, s), 0);
+}
+
+void sampler_stop(struct sampler *s)
+{
+	atomic_store(&s->on, false);
+	pthread_join(s->thread, NULL);
+	free(s->vec);
+}
+
+/* What the budget governs, exactly, stayed within it: the region's pages
+ * in memory and the RAM tier, sampled apart (not atomically together:
+ * 1 MiB of slack for pages that move between the two while sampled). */
+void sampled_within(struct sampler *s, uint64_t budget)
+{
+	ck_assert_msg(atomic_load(&s->peak_kib) <= (long)(budget / 1024) + 1024,
+		      "region pages + RAM tier peaked at %ld KiB with a budget "
+		      "of %llu KiB", atomic_load(&s->peak_kib),
+		      (unsigned long long)(budget / 1024));
+}
+
 /* Skip (77) when this kernel or sandbox gives no userfaultfd. */
 static void probe_uffd(void)
 {

@@ -11,7 +11,9 @@
  * same pid, and its exit status is upager-run's.
  *
  * The library is looked for in $UPAGER_PRELOAD_LIB, next to this program,
- * in the build tree layout (../src/preload/), then in the install libdir.
+ * in the build tree layout (../src/preload/), in the installed layout
+ * relative to this program (UPAGER_PRELOAD_RELDIR: a tree installed with
+ * --destdir, or moved, finds its own), then in the install libdir.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -30,7 +32,10 @@
 #define EXIT_USAGE 2
 
 #ifndef UPAGER_LIBDIR
-#define UPAGER_LIBDIR "/usr/local/lib"
+#define UPAGER_LIBDIR "/usr/local/lib/upager"
+#endif
+#ifndef UPAGER_PRELOAD_RELDIR
+#define UPAGER_PRELOAD_RELDIR "../lib/upager"
 #endif
 
 static void usage(FILE *f)
@@ -115,7 +120,9 @@ static void find_lib(char *out, size_t len)
 		*strrchr(self, '/') = '\0';
 		if (try_lib(out, len, self, "") ||
 		    try_lib(out, len, self, "/../src/preload") ||
-		    try_lib(out, len, self, "/../lib"))
+		    try_lib(out, len, self, "/../lib") ||
+		    (*UPAGER_PRELOAD_RELDIR &&
+		     try_lib(out, len, self, "/" UPAGER_PRELOAD_RELDIR)))
 			return;
 	}
 	if (try_lib(out, len, UPAGER_LIBDIR, ""))
