@@ -3,6 +3,7 @@
  * Command line.  A bad value is an error naming the option, the value and
  * what is accepted; nothing is guessed.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -125,7 +126,10 @@ static int parse_u64(const char *s, uint64_t min, uint64_t max, bool suffix,
 	v = strtoull(s, &end, 10);
 	if (errno)
 		return -EINVAL;
-	if (suffix && *end && (u = strchr(units, *end & ~0x20))) {
+	/* toupper, not "& ~0x20": that maps ' ' to '\0', which strchr
+	 * finds (as a fifth unit, 2^50). */
+	if (suffix && *end &&
+	    (u = strchr(units, toupper((unsigned char)*end)))) {
 		unsigned shift = 10 * (unsigned)(u - units + 1);
 
 		if (v > (UINT64_MAX >> shift))

@@ -159,9 +159,49 @@ struct upg_options {
 	uint32_t ram_tier;	/* percent of mem_limit the compressed RAM tier
 				 * may hold before pages go to the swap file,
 				 * 0..90, default 25 (UPAGER_RAM_TIER) */
-	int resolve;		/* enum upg_resolve (UPAGER_RESOLVE) */
-	uint64_t reserved[5];	/* zero; room to grow */
+	uint32_t user_mode_only; /* 1: accept a user-mode-only userfaultfd
+				  * when the full kind is refused; 0 or 1,
+				  * default 0 (UPAGER_USER_MODE_ONLY).  See
+				  * "Without privilege" below. */
+	const char *stats_dir;	/* where the live statistics file read by
+				 * upager-stat goes: NULL = the default
+				 * (/run/upager for root, else
+				 * $XDG_RUNTIME_DIR/upager or /tmp/upager-UID),
+				 * a directory (created 0700 if missing), or
+				 * "off": none (UPAGER_STATS_DIR) */
+	int32_t resolve;	/* enum upg_resolve (UPAGER_RESOLVE) */
+	uint32_t reserved_u32c;
+	uint64_t reserved[3];	/* zero; room to grow */
 };
+
+/*
+ * Without privilege.  The full userfaultfd, which upager uses by default,
+ * also reports the faults the kernel takes on the process's behalf (a
+ * read(2) into a buffer whose page is not present waits while upager
+ * brings the page in).  Opening it takes one of: the CAP_SYS_PTRACE
+ * capability, `sysctl vm.unprivileged_userfaultfd=1`, or read-write
+ * access to /dev/userfaultfd (a udev rule can give it to a group).
+ * Without them upg_runtime_create() fails with -EPERM and a message that
+ * names these three.
+ *
+ * A program that sets user_mode_only (or UPAGER_USER_MODE_ONLY=1) accepts
+ * instead, when all of those are refused, the user-mode-only kind
+ * (UFFD_USER_MODE_ONLY), which any process may open.  What changes: only
+ * faults taken by the program's own instructions are served.  A system
+ * call or any other kernel access to a page of a region that is not
+ * present -- never touched, or evicted to the swap store -- or that upager
+ * keeps write-protected (swapped in by a read and not written since, under
+ * a snapshot) is not served and fails with EFAULT: read(2) or recv(2) into
+ * such a buffer, write(2) from it, a futex on it, io_uring buffers.  Touch
+ * the pages first (one write per page), or keep such buffers outside
+ * regions.  Everything else
+ * is the same, fork() included (upg_fork_child() gives the child a
+ * user-mode-only userfaultfd of its own; the kernel's
+ * UFFD_FEATURE_EVENT_FORK, which needs CAP_SYS_PTRACE, is never used).
+ * The full kind is still taken when it is allowed.  Preload mode
+ * (upager-run) ignores this option: it cannot know what an unmodified
+ * program hands to the kernel.
+ */
 
 /* Fill *opts with the defaults.  Never fails. */
 UPG_API void upg_options_init(struct upg_options *opts);
@@ -209,9 +249,17 @@ struct upg_runtime;
  *   -EPERM   userfaultfd is not permitted: the message (upg_last_error(),
  *            also logged) says what to change (CAP_SYS_PTRACE,
  *            vm.unprivileged_userfaultfd, permissions of /dev/userfaultfd,
- *            a seccomp filter);
+ *            a seccomp filter); or see user_mode_only ("Without
+ *            privilege" above);
  *   -ENOSYS  the kernel has no userfaultfd;
+ *   -ENOENT, -ENOTDIR, -EACCES, -EROFS, -EOPNOTSUPP  with a budget, the
+ *            swap directory (UPAGER_SWAP_DIR) is missing, not a directory,
+ *            not writable by this user, or has no O_TMPFILE; checked
+ *            first, and the message names it;
  *   -ENOMEM, -EAGAIN  memory or threads could not be had.
+ * Without io_uring the swap file is read with pread/pwrite (a warning).
+ * Failures met while running, and what each costs: README.md, "When
+ * things fail".
  */
 UPG_API UPG_NODISCARD int upg_runtime_create(const struct upg_options *opts,
 					     struct upg_runtime **out);
@@ -647,6 +695,22 @@ UPG_API int upg_region_stats_get(const struct upg_region *region,
  * NULL argument or an unknown format, -EIO if the write failed.
  */
 UPG_API int upg_stats_print(struct upg_runtime *rt, FILE *f, int format);
+
+/*
+ * Live statistics: while a runtime lives, a thread of its own refreshes a
+ * copy of these statistics (with the raw latency histograms) every 250 ms
+ * in a file that upager-stat reads: <pid>-<n>.stats in the directory of
+ * upg_options.stats_dir (UPAGER_STATS_DIR), created mode 0700, the file
+ * 0600, so only its user (and root) can read it.  The fault path does not
+ * change: no syscall, no extra write.  The file is removed by
+ * upg_runtime_destroy() and at exit; one left by a killed process is
+ * recognised as stale (its process no longer maps it) and removed by the
+ * next runtime to start there or by upager-stat.  A child forked with
+ * upg_fork_child() publishes a file of its own.  stats_dir "off" (or
+ * UPAGER_STATS_DIR=off) publishes nothing.  A directory that cannot be
+ * used is logged (a warning when it was asked for, info for the default)
+ * and the runtime runs unpublished.
+ */
 
 /*
  * Write the statistics where the options ask (stats_path, stats_format),

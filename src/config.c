@@ -30,6 +30,13 @@ struct opt {
 #define FIELD(f)                                                              \
 	offsetof(struct upg_options, f), sizeof(((struct upg_options *)0)->f)
 
+/* The size is ABI: a program built against an older upager.h passes a
+ * struct of this size.  New fields take reserved room, never grow it. */
+#if UINTPTR_MAX == UINT64_MAX
+_Static_assert(sizeof(struct upg_options) == 136,
+	       "struct upg_options changed size: take reserved room instead");
+#endif
+
 static const char *const codec_names[] = { "lz4", "zstd", "none", NULL };
 static const char *const full_names[] = { "overcommit", "sigbus", NULL };
 static const char *const log_names[] = { "none", "error", "warn", "info",
@@ -78,8 +85,16 @@ static const struct opt options[] = {
 	  "log level" },
 	{ "UPAGER_STATS", OPT_STRING, FIELD(stats_path), 0, 0, NULL, "",
 	  "write statistics at exit: stderr, stdout or a file path" },
+	{ "UPAGER_STATS_DIR", OPT_STRING, FIELD(stats_dir), 0, 0, NULL,
+	  "/run/upager (root), $XDG_RUNTIME_DIR/upager or /tmp/upager-UID",
+	  "directory of the live statistics file that upager-stat reads; "
+	  "off = publish none" },
 	{ "UPAGER_STATS_FORMAT", OPT_ENUM, FIELD(stats_format), 0, 0,
 	  format_names, "text", "format of those statistics" },
+	{ "UPAGER_USER_MODE_ONLY", OPT_UINT, FIELD(user_mode_only), 0, 1,
+	  NULL, "0", "1: where the full userfaultfd is refused, use a "
+	  "user-mode-only one: system calls given managed memory that is not "
+	  "resident fail with EFAULT (library only; preload mode ignores it)" },
 	{ "UPAGER_PRELOAD_HEAP", OPT_SIZE, FIELD(preload_heap), GIB,
 	  UPG_REGION_MAX, NULL, "1T", "preload mode: address space reserved "
 	  "for the managed heap and mappings" },

@@ -16,7 +16,9 @@
 #include <time.h>
 
 #include "evict.h"
+#include "failsafe.h"
 #include "file.h"
+#include "inject.h"
 #include "log.h"
 #include "mem.h"
 #include "pagemap.h"
@@ -465,6 +467,32 @@ static int evict_shared(struct upg_runtime *rt, struct upg_region *r,
 }
 
 /*
+ * The store refused a page moved into `slot`: it goes back to addr,
+ * write-protected in one step, as a snapshot may still need it (a MOVE
+ * back would come writable), and the entry becomes `back`.  If even that
+ * fails, the contents are lost when the staging pages are dropped: the
+ * entry says so (an access gets SIGBUS, never the zeros that a RESIDENT
+ * entry with no page would give).  True if the page went back.
+ */
+static bool put_back(struct upg_runtime *rt, struct upg_region *r,
+		     _Atomic pte_t *e, pte_t old, void *addr, void *slot,
+		     pte_t back)
+{
+	int rc = uffd_copy(rt->uffd, addr, slot, PAGE_SIZE, r->wp);
+
+	if (rc == 0 || rc == -EEXIST) {
+		pte_unlock(e, back);
+		return true;
+	}
+	log_error("page at %p lost: the store had no room for it and it "
+		  "could not be put back (%s); an access gets SIGBUS", addr,
+		  strerror(-rc));
+	COUNT(r, poisoned, 1);
+	retire(rt, r, e, addr, old, pte_make(PTE_POISONED, 0, 0));
+	return false;
+}
+
+/*
  * Take back a reservation: move the page out like any other, so that a
  * write racing us either landed before the move (its page is stored) or
  * faults after it and waits for the entry; what is still the zero page
@@ -488,9 +516,9 @@ static int reclaim_reserved(struct upg_runtime *rt, struct upg_region *r,
 	if (rc == 0 && !store_page_is_zero(slot)) {
 		rc = stored_entry(rt, r, slot, &val);
 		if (rc < 0) {
-			uffd_copy(rt->uffd, addr, slot, PAGE_SIZE, r->wp);
-			pte_unlock(e, pte_make(PTE_RESIDENT, PTE_DIRTY, 0));
-			reserve_written(r);
+			if (put_back(rt, r, e, old, addr, slot,
+				     pte_make(PTE_RESIDENT, PTE_DIRTY, 0)))
+				reserve_written(r);
 			return rc;
 		}
 		counter_add(&rt->ctr.evictions_dirty, 1);
@@ -504,10 +532,8 @@ static int reclaim_reserved(struct upg_runtime *rt, struct upg_region *r,
 
 /*
  * A page moved into `slot`: store it and retire its entry; or, when the
- * store has no room, nothing is lost: the page goes back where it was,
- * write-protected in one step, as a snapshot may still need it (a MOVE
- * back would come writable), and its entry is unlocked.  Returns 1, or
- * -ENOSPC.
+ * store has no room, nothing is lost: the page goes back where it was
+ * (put_back) and its entry is unlocked.  Returns 1, or -ENOSPC.
  */
 static int store_moved(struct upg_runtime *rt, struct upg_region *r,
 		       _Atomic pte_t *e, pte_t old, void *addr, void *slot)
@@ -516,8 +542,7 @@ static int store_moved(struct upg_runtime *rt, struct upg_region *r,
 	int rc = stored_entry(rt, r, slot, &val);
 
 	if (rc < 0) {
-		uffd_copy(rt->uffd, addr, slot, PAGE_SIZE, r->wp);
-		pte_unlock(e, old);
+		put_back(rt, r, e, old, addr, slot, old);
 		return rc;
 	}
 	counter_add(&rt->ctr.evictions_dirty, 1);
@@ -724,6 +749,14 @@ static void *evictor_main(void *arg)
 
 	while (!atomic_load(&ev->stop)) {
 		struct timespec until = deadline_ms(20);
+		int err = inject_check(INJECT_EVICTOR_DIE, 0);
+
+		if (err) {
+			/* Never silently: faults now fail closed. */
+			runtime_fail(rt, "the evictor upager-evict stopped: %s",
+				     strerror(-err));
+			return NULL;
+		}
 
 		pthread_mutex_lock(&ev->lock);
 		if (!atomic_load(&ev->kicked) && !atomic_load(&ev->stop))

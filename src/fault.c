@@ -12,13 +12,16 @@
  * it) is put aside and retried after the rest of the batch.
  */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include "evict.h"
+#include "failsafe.h"
 #include "file.h"
+#include "inject.h"
 #include "log.h"
 #include "mem.h"
 #include "reserve.h"
@@ -489,9 +492,13 @@ static enum fault_result resolve(struct fault_ctx *c, struct upg_region *r,
 		break;
 	}
 out:
-	if (rc < 0 && rc != -EEXIST)
-		log_debug("fault at %p not resolved: %s", (void *)addr,
-			  strerror(-rc));
+	if (rc < 0 && rc != -EEXIST) {
+		/* Left alone, the thread would wait (or fault) for ever. */
+		log_error("fault at %p not resolved (%s): the thread gets "
+			  "SIGBUS", (void *)addr, strerror(-rc));
+		if (fail_fault(rt, addr, wp))
+			res = FAULT_POISONED;
+	}
 	fault_account(rt, r, kind, now_ns() - t0);
 	return res;
 }
@@ -501,6 +508,11 @@ enum fault_result fault_serve(struct fault_ctx *c, struct upg_region *r,
 {
 	enum fault_result res;
 
+	/* Failed closed (failsafe.h): answered, not served, in either
+	 * mode. */
+	if (runtime_failed(r->rt))
+		return fail_fault(r->rt, addr, wp) ? FAULT_POISONED
+						   : FAULT_DONE;
 	/* Closed while a snapshot is taken, dropped or restored: the fault
 	 * waits until the gate opens. */
 	if (!snap_gate_enter(r))
@@ -536,6 +548,11 @@ static bool handle(struct handler *h, const struct fault *f)
 	if (page_align_down(addr) == (uintptr_t)rt->doorbell) {
 		uffd_zeropage(rt->uffd, rt->doorbell, PAGE_SIZE);
 		return !atomic_load(&rt->stopping);
+	}
+	if (runtime_failed(rt)) {
+		fail_fault(rt, addr,
+			   f->msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP);
+		return true;
 	}
 	r = region_lookup(rt, addr);
 	if (!r) {
@@ -590,12 +607,17 @@ static ssize_t read_batch(struct handler *h, uint64_t *spin_ns, uint64_t last)
 	return read(fd, h->msgs, sizeof(h->msgs));
 }
 
-static void *handler_main(void *arg)
+/*
+ * Serve faults until told to stop (returns 0), or until this handler
+ * cannot go on: then returns -errno, and *unserved is how many messages
+ * of h->msgs it read and did not serve.
+ */
+static int serve(struct handler *h, size_t *unserved)
 {
-	struct handler *h = arg;
 	struct upg_runtime *rt = h->rt;
 	uint64_t spin_ns = (uint64_t)rt->opts.spin_us * 1000, t0 = 0;
 	bool go_on = true;
+	int err;
 
 	while (go_on) {
 		ssize_t n = read_batch(h, &spin_ns, t0);
@@ -605,9 +627,13 @@ static void *handler_main(void *arg)
 		if (n < 0) {
 			if (errno == EINTR || errno == EAGAIN)
 				continue;
-			log_error("reading userfaultfd failed: %s; this "
-				  "handler stops", strerror(errno));
-			break;
+			*unserved = 0;
+			return -errno;
+		}
+		err = inject_check(INJECT_HANDLER_DIE, 0);
+		if (err) {
+			*unserved = (size_t)n / sizeof(h->msgs[0]);
+			return err;
 		}
 		pthread_rwlock_rdlock(&rt->regions_lock);
 		for (size_t i = 0; i < (size_t)n / sizeof(h->msgs[0]); i++) {
@@ -622,6 +648,62 @@ static void *handler_main(void *arg)
 		}
 		pthread_rwlock_unlock(&rt->regions_lock);
 	}
+	return 0;
+}
+
+/* Answer the messages h->msgs[0..n) and those deferred as a failed
+ * runtime does; false if one was the doorbell telling it to stop. */
+static bool answer_failed(struct handler *h, size_t n)
+{
+	bool go_on = true;
+
+	for (size_t i = 0; i < n; i++) {
+		struct fault f = { h->msgs[i], 0 };
+
+		go_on &= handle(h, &f);
+	}
+	return retry_deferred(h) && go_on;
+}
+
+/*
+ * The handler could not go on serving (err).  It does not leave: the
+ * runtime fails closed (failsafe.h) and this thread answers every fault
+ * from then on, those it had read first, until it is told to stop; so no
+ * fault ever waits for a reader that is gone.  Only if the userfaultfd
+ * cannot be read at all is there nobody to answer them: the process ends
+ * (abort) with the reason logged, rather than hang.
+ */
+static void serve_failed(struct handler *h, size_t unserved, int err)
+{
+	struct upg_runtime *rt = h->rt;
+	bool go_on;
+
+	runtime_fail(rt, "fault handler upager-fault%u stopped: %s",
+		     (unsigned)(h - rt->handlers), strerror(-err));
+	go_on = answer_failed(h, unserved);
+	while (go_on) {
+		ssize_t n = read(rt->uffd, h->msgs, sizeof(h->msgs));
+
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n < 0) {
+			log_error("the userfaultfd cannot be read (%s): no "
+				  "fault can be answered; ending the process",
+				  strerror(errno));
+			abort();
+		}
+		go_on = answer_failed(h, (size_t)n / sizeof(h->msgs[0]));
+	}
+}
+
+static void *handler_main(void *arg)
+{
+	struct handler *h = arg;
+	size_t unserved = 0;
+	int err = serve(h, &unserved);
+
+	if (err)
+		serve_failed(h, unserved, err);
 	return NULL;
 }
 

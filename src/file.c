@@ -35,6 +35,7 @@
 
 #include "evict.h"
 #include "file.h"
+#include "io.h"
 #include "log.h"
 #include "mem.h"
 #include "uffd.h"
@@ -433,7 +434,7 @@ int file_fault(struct file_io **fiop, struct upg_region *r, uint64_t idx,
 	if (!*fiop) {
 		/* Let the thread fault again: maybe memory comes back. */
 		pte_unlock(e, old);
-		return uffd_wake(r->rt->uffd, addr, PAGE_SIZE) ?: -ENOMEM;
+		return uffd_wake(r->rt->uffd, addr, PAGE_SIZE);
 	}
 	w.fio = *fiop;
 	if (pte_state(old) == PTE_FILE)
@@ -477,18 +478,8 @@ static int write_clipped(struct file_map *fm, uint64_t idx, const char *src,
 	if (off >= (uint64_t)st.st_size)
 		return 0;
 	len = (size_t)MIN((uint64_t)len, (uint64_t)st.st_size - off);
-	while (len > 0) {
-		ssize_t n = pwrite(fm->fd, src, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		src += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
+	/* pwrite only reads src. */
+	return pio_full(fm->fd, true, (void *)src, off, len);
 }
 
 static void warn_write(struct upg_region *r, int err)

@@ -41,6 +41,7 @@
 #include "log.h"
 #include "mem.h"
 #include "pagemap.h"
+#include "publish.h"
 #include "reserve.h"
 #include "runtime.h"
 #include "store.h"
@@ -66,6 +67,8 @@ static struct {
 	struct fork_item *items;
 	size_t n, cap;
 	int sock[2];		/* [0] parent's end, [1] child's end */
+	bool partial;		/* prepare failed: items do not cover every
+				 * stored page */
 } fk = { .sock = { -1, -1 } };
 
 static int items_push(struct upg_region *r, uint64_t idx, uint64_t h)
@@ -145,17 +148,18 @@ int upg_fork_prepare(struct upg_runtime *rt)
 		c.r = rt->regions[i];
 		pt_walk(&c.r->pt, 0, c.r->npages, collect_leaf, &c);
 	}
+	fk.partial = c.err != 0;
 	if (c.err)
 		log_error("fork: cannot prepare the child's pages (%s): pages "
-			  "in the swap store will be lost in the child",
-			  strerror(-c.err));
+			  "in the swap store will be lost in the child (SIGBUS "
+			  "on access there)", strerror(-c.err));
 	return c.err;
 }
 
 static void send_pages(struct upg_runtime *rt)
 {
 	struct fork_record *rec = mem_alloc(sizeof(*rec));
-	bool sending = rec && fk.sock[0] >= 0;
+	bool sending = rec && fk.sock[0] >= 0 && !fk.partial;
 
 	for (size_t i = 0; i < fk.n; i++) {
 		if (sending) {
@@ -247,12 +251,33 @@ static void adopt(struct upg_runtime *rt, struct fork_item *it,
 	atomic_store(e, val);
 }
 
+/* Prepare failed: the child's entries that are still STORED name handles
+ * of the parent's store, which the child's new store would read as its
+ * own (wrong data).  Every one becomes POISONED, before any page is
+ * adopted (adopting gives new handles).  Counts into *(size_t *)arg. */
+static int orphan_leaf(uint64_t first, _Atomic pte_t *leaf, void *arg)
+{
+	(void)first;
+	for (unsigned i = 0; i < PT_FANOUT; i++)
+		if (pte_state(atomic_load(&leaf[i])) == PTE_STORED) {
+			atomic_store(&leaf[i], pte_make(PTE_POISONED, 0, 0));
+			++*(size_t *)arg;
+		}
+	return 0;
+}
+
 static void receive_pages(struct upg_runtime *rt)
 {
 	struct fork_record *rec = mem_alloc(sizeof(*rec));
 	bool ok = rec && fk.sock[1] >= 0;
 	size_t lost = 0;
 
+	if (fk.partial) {
+		for (size_t i = 0; i < rt->nregions; i++)
+			pt_walk(&rt->regions[i]->pt, 0, rt->regions[i]->npages,
+				orphan_leaf, &lost);
+		fk.n = 0;
+	}
 	for (size_t i = 0; i < fk.n; i++) {
 		if (ok)
 			ok = recv(fk.sock[1], rec, sizeof(*rec), MSG_WAITALL) ==
@@ -407,6 +432,20 @@ static int rebuild(struct upg_runtime *rt)
 	return err;
 }
 
+/*
+ * The child has no pager: no fault on its managed memory would be served,
+ * and an unregistered range reads a missing page as zeros.  So nothing of
+ * it stays accessible: an access is SIGSEGV, never wrong data.
+ */
+static void fail_closed(struct upg_runtime *rt, int err)
+{
+	for (size_t i = 0; i < rt->nregions; i++)
+		mprotect((void *)rt->regions[i]->start, rt->regions[i]->size,
+			 PROT_NONE);
+	log_error("fork: the child has no pager (%s): its managed memory is "
+		  "made inaccessible (SIGSEGV on access)", strerror(-err));
+}
+
 int upg_fork_child(struct upg_runtime *rt)
 {
 	int err;
@@ -430,10 +469,11 @@ int upg_fork_child(struct upg_runtime *rt)
 	/* UPAGER_RESOLVE=thread: new threads serve their own faults. */
 	if (!err && rt->opts.resolve != UPG_RESOLVE_THREAD)
 		assist_until_up(rt);
+	if (!err)
+		publish_fork_child(rt);
 	close_pair();
 	items_free();
 	if (err)
-		log_error("fork: the child has no pager (%s): it must not use "
-			  "managed memory", strerror(-err));
+		fail_closed(rt, err);
 	return err;
 }

@@ -4,8 +4,11 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <string.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
+#include "inject.h"
 #include "io.h"
 #include "log.h"
 #include "mem.h"
@@ -31,6 +34,9 @@ struct io {
 	char *arena;		/* every registered buffer, one mapping */
 	size_t arena_size;
 	size_t wbuf_size;
+	int fd;
+	bool sync;		/* no io_uring: pread/pwrite (io_create) */
+	_Atomic int werr;	/* the writer's error last logged, or 0 */
 	_Atomic unsigned next;
 	_Atomic int fail_read, fail_write;
 };
@@ -38,8 +44,10 @@ struct io {
 static int ring_init(struct io_reader *r, int fd, struct iovec *iov,
 		     unsigned niov, unsigned entries)
 {
-	int err;
+	int err = inject_check(INJECT_RING_SETUP, 0);
 
+	if (err)
+		return err;
 	/* COOP_TASKRUN: the thread that submits is the one that waits, so
 	 * there is no need to interrupt it for completions.  No SQPOLL (a
 	 * core spinning), no SINGLE_ISSUER (several threads take turns). */
@@ -55,6 +63,32 @@ static int ring_init(struct io_reader *r, int fd, struct iovec *iov,
 	return io_uring_register_buffers(&r->ring, iov, niov);
 }
 
+static void ring_drop(struct io_reader *r)
+{
+	if (r->ready)
+		io_uring_queue_exit(&r->ring);
+	r->ready = false;
+}
+
+/*
+ * No io_uring (kernel.io_uring_disabled, a seccomp filter such as a
+ * container's default one, a kernel without it, registered buffers over
+ * RLIMIT_MEMLOCK): the same transfers with pread/pwrite, synchronous, on
+ * the same buffers and locks.  Slower under many concurrent page-ins,
+ * never wrong; said once at warning level.
+ */
+static void fall_back(struct io *io, int err)
+{
+	ring_drop(&io->w);
+	for (unsigned i = 0; i < IO_NREADERS; i++)
+		ring_drop(&io->r[i]);
+	io->sync = true;
+	log_warn("no io_uring for the swap file (%s%s): it is read and "
+		 "written with pread/pwrite instead", strerror(-err),
+		 err == -EPERM ? ": kernel.io_uring_disabled, or a seccomp "
+				 "filter" : "");
+}
+
 int io_create(int fd, size_t wbuf_size, struct io **out)
 {
 	struct iovec iov[IO_NWBUF];
@@ -65,6 +99,7 @@ int io_create(int fd, size_t wbuf_size, struct io **out)
 	if (!io)
 		return -ENOMEM;
 	io->wbuf_size = wbuf_size;
+	io->fd = fd;
 	io->arena_size = IO_NWBUF * wbuf_size + IO_NREADERS * IO_READ_MAX;
 	io->arena = mem_alloc(io->arena_size);
 	if (!io->arena) {
@@ -77,19 +112,23 @@ int io_create(int fd, size_t wbuf_size, struct io **out)
 	io->w.buf_size = wbuf_size;
 	io->w.io = io;
 	pthread_mutex_init(&io->w.lock, NULL);
-	err = ring_init(&io->w, fd, iov, IO_NWBUF, IO_QD);
-	for (unsigned i = 0; i < IO_NREADERS && !err; i++) {
+	for (unsigned i = 0; i < IO_NREADERS; i++) {
 		struct io_reader *r = &io->r[i];
 
 		r->buf = io->arena + IO_NWBUF * wbuf_size + i * IO_READ_MAX;
 		r->buf_size = IO_READ_MAX;
 		r->io = io;
 		pthread_mutex_init(&r->lock, NULL);
+	}
+	err = ring_init(&io->w, fd, iov, IO_NWBUF, IO_QD);
+	for (unsigned i = 0; i < IO_NREADERS && !err; i++) {
+		struct io_reader *r = &io->r[i];
+
 		iov[0] = (struct iovec){ r->buf, IO_READ_MAX };
 		err = ring_init(r, fd, iov, 1, 2);
 	}
 	if (err)
-		goto fail;
+		fall_back(io, err);
 	*out = io;
 	return 0;
 fail:
@@ -99,8 +138,7 @@ fail:
 
 static void ring_exit(struct io_reader *r)
 {
-	if (r->ready)
-		io_uring_queue_exit(&r->ring);
+	ring_drop(r);
 	if (r->io)
 		pthread_mutex_destroy(&r->lock);
 }
@@ -126,7 +164,6 @@ void *io_wbuf(struct io *io, enum io_wbuf which)
 static long xfer_batch(struct io_reader *r, bool write, unsigned bi,
 		       char *buf, uint64_t off, size_t len)
 {
-	_Atomic int *fail = write ? &r->io->fail_write : &r->io->fail_read;
 	long got[IO_QD];
 	unsigned n = 0;
 	long done = 0;
@@ -158,8 +195,6 @@ static long xfer_batch(struct io_reader *r, bool write, unsigned bi,
 			break;
 		got[cqe->user_data] = cqe->res;
 		io_uring_cqe_seen(&r->ring, cqe);
-		if (atomic_exchange(fail, 0))
-			got[cqe->user_data] = -EIO;
 	}
 	if (err < 0)
 		return err;
@@ -177,10 +212,36 @@ static long xfer_batch(struct io_reader *r, bool write, unsigned bi,
 	return done;
 }
 
+int pio_full(int fd, bool write, void *p, uint64_t off, size_t len)
+{
+	char *buf = p;
+
+	while (len > 0) {
+		ssize_t n = write ? pwrite(fd, buf, len, (off_t)off)
+				  : pread(fd, buf, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		buf += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
 /* Move `len` bytes, resubmitting after short transfers. */
 static int xfer(struct io_reader *r, bool write, unsigned bi, char *buf,
 		uint64_t off, size_t len)
 {
+	/* An injected failure (tests): the transfer is not even made, so
+	 * nothing of it reaches the file or the buffer. */
+	if (atomic_exchange(write ? &r->io->fail_write : &r->io->fail_read,
+			    0))
+		return -EIO;
+	if (r->io->sync)	/* the fallback (fall_back) */
+		return pio_full(r->io->fd, write, buf, off, len);
 	while (len > 0) {
 		long n = xfer_batch(r, write, bi, buf, off, len);
 
@@ -203,10 +264,15 @@ static int writer_xfer(struct io *io, bool write, enum io_wbuf which,
 	pthread_mutex_lock(&io->w.lock);
 	err = xfer(&io->w, write, which, io_wbuf(io, which), off, len);
 	pthread_mutex_unlock(&io->w.lock);
-	if (err)
-		log_error("swap file %s of %zu bytes at %llu failed: %d",
-			  write ? "write" : "read", len,
-			  (unsigned long long)off, err);
+	/* The store retries a failed write at each write-out (a full file
+	 * system fails them all): said once, until one succeeds. */
+	if (err && atomic_exchange(&io->werr, err) != err)
+		log_error("swap file %s of %zu bytes at %llu failed: %s; "
+			  "stored pages stay in the RAM tier (said once "
+			  "until a write succeeds)", write ? "write" : "read",
+			  len, (unsigned long long)off, strerror(-err));
+	else if (!err && write && atomic_exchange(&io->werr, 0))
+		log_warn("swap file writes succeed again");
 	return err;
 }
 
@@ -242,8 +308,8 @@ int io_reader_read(struct io_reader *r, uint64_t off, size_t len)
 				     : -EINVAL;
 
 	if (err)
-		log_error("swap file read of %zu bytes at %llu failed: %d",
-			  len, (unsigned long long)off, err);
+		log_error("swap file read of %zu bytes at %llu failed: %s",
+			  len, (unsigned long long)off, strerror(-err));
 	return err;
 }
 
@@ -255,6 +321,11 @@ const void *io_reader_buf(const struct io_reader *r)
 void io_reader_put(struct io_reader *r)
 {
 	pthread_mutex_unlock(&r->lock);
+}
+
+bool io_is_sync(const struct io *io)
+{
+	return io->sync;
 }
 
 void io_inject(struct io *io, enum io_fail what)

@@ -18,6 +18,7 @@
 #ifndef UPAGER_IO_H
 #define UPAGER_IO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,7 +32,7 @@ enum io_wbuf {
 	IO_NWBUF
 };
 
-/* Fault injection (tests): the next read or write completes with -EIO;
+/* Fault injection (tests): the next read or write fails with -EIO, not made;
  * IO_FAIL_NONE cancels what is pending. */
 enum io_fail {
 	IO_FAIL_NONE = 0,
@@ -43,8 +44,16 @@ struct io;
 struct io_reader;
 
 /* Set up the rings over `fd`, with writer buffers of `wbuf_size` bytes
- * (a multiple of 4 KiB).  -ENOSYS/-EPERM: no io_uring here; -ENOMEM. */
+ * (a multiple of 4 KiB).  Where no ring can be had (io_uring disabled or
+ * filtered, RLIMIT_MEMLOCK), the same calls use pread/pwrite instead
+ * (io_is_sync), said once in the log.  -ENOMEM. */
 int io_create(int fd, size_t wbuf_size, struct io **out);
+bool io_is_sync(const struct io *io);
+
+/* All `len` bytes between p and offset off of fd with pwrite (write) or
+ * pread, resumed after short transfers and EINTR: 0, or -errno (-EIO
+ * for an end of file). */
+int pio_full(int fd, bool write, void *p, uint64_t off, size_t len);
 void io_destroy(struct io *io);
 
 /* The writer's buffer `which` (page-aligned, wbuf_size bytes). */

@@ -13,6 +13,7 @@
 #include "log.h"
 #include "mem.h"
 #include "pagemap.h"
+#include "publish.h"
 #include "runtime.h"
 #include "sigbus.h"
 #include "store.h"
@@ -59,10 +60,14 @@ static int resolve_options(const struct upg_options *in, struct upg_runtime *rt)
 	if (!err)
 		err = copy_string(rt->stats_path, sizeof(rt->stats_path),
 				  opts.stats_path, "the statistics path");
+	if (!err)
+		err = copy_string(rt->stats_dir, sizeof(rt->stats_dir),
+				  opts.stats_dir, "the statistics directory");
 	if (err)
 		return err;
 	opts.swap_dir = rt->swap_dir;
 	opts.stats_path = rt->stats_path[0] ? rt->stats_path : NULL;
+	opts.stats_dir = rt->stats_dir[0] ? rt->stats_dir : NULL;
 	rt->opts = opts;
 	log_set_level(opts.log_level);
 	return 0;
@@ -120,8 +125,12 @@ int store_start(struct upg_runtime *rt)
 		return 0;
 	err = store_create(&cfg, &rt->store);
 	if (err)
-		log_error("cannot create the swap store in %s: %s",
-			  rt->swap_dir, strerror(-err));
+		log_error("cannot create the swap file in UPAGER_SWAP_DIR=%s: "
+			  "%s (it takes an existing directory this user can "
+			  "write, on a file system with O_TMPFILE: tmpfs, "
+			  "ext4, xfs, btrfs)", rt->swap_dir,
+			  err == -EOPNOTSUPP ? "no O_TMPFILE there"
+					     : strerror(-err));
 	return err;
 }
 
@@ -131,7 +140,8 @@ int runtime_uffd_open(struct upg_runtime *rt)
 
 	if (rt->opts.resolve == UPG_RESOLVE_THREAD)
 		want |= UFFD_FEATURE_SIGBUS;
-	return uffd_open(&rt->uffd, want, &rt->features);
+	return uffd_open(&rt->uffd, want, &rt->features,
+			 rt->opts.user_mode_only, &rt->user_only);
 }
 
 /*
@@ -217,12 +227,14 @@ int upg_runtime_create(const struct upg_options *opts,
 	err = rt->hist ? resolve_options(opts, rt) : -ENOMEM;
 	if (!err && rt->opts.idle_poll)
 		rt->idle_poll_fd = idle_poll_hold();
+	/* The swap directory first: a wrong one is the user's to fix,
+	 * whatever userfaultfd says after. */
+	if (!err)
+		err = store_start(rt);
 	if (!err)
 		err = runtime_uffd_open(rt);
 	if (!err)
 		err = map_private_pages(rt);
-	if (!err)
-		err = store_start(rt);
 	if (!err)
 		err = resolvers_start(rt);
 	if (!err)
@@ -232,7 +244,9 @@ int upg_runtime_create(const struct upg_options *opts,
 		runtime_free(rt);
 		return err;
 	}
-	log_debug("runtime up: userfaultfd features %#llx, %u handler(s)",
+	publish_start(rt);
+	log_debug("runtime up: %suserfaultfd features %#llx, %u handler(s)",
+		  rt->user_only ? "user-mode-only " : "",
 		  (unsigned long long)rt->features, rt->nhandlers);
 	*out = rt;
 	return 0;
@@ -267,6 +281,7 @@ void upg_runtime_destroy(struct upg_runtime *rt)
 
 	if (!rt)
 		return;
+	publish_stop(rt);
 	upg_stats_write(rt);
 	alive = regions_destroy_all(rt);
 	if (alive)

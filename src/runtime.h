@@ -77,9 +77,11 @@ struct upg_runtime {
 	int pagemap_fd;		/* /proc/self/pagemap, -1 without PAGEMAP_SCAN */
 	int idle_poll_fd;	/* /dev/cpu_dma_latency held at 0, or -1 */
 	uint64_t features;
+	bool user_only;		/* a UFFD_USER_MODE_ONLY userfaultfd */
 	struct upg_options opts;
 	char swap_dir[PATH_MAX];
 	char stats_path[PATH_MAX];
+	char stats_dir[PATH_MAX];	/* opts.stats_dir, "" = the default */
 
 	pthread_rwlock_t regions_lock;
 	struct upg_region **regions;	/* sorted by start */
@@ -91,6 +93,8 @@ struct upg_runtime {
 	 * a fault context from here (sigbus.c). */
 	struct sigbus_pool *sigbus;
 	_Atomic bool stopping;
+	/* A thread of ours stopped unasked: faults get SIGBUS (failsafe.h). */
+	_Atomic bool failed;
 	void *doorbell;		/* one registered page: touched to stop handlers */
 	const void *zero_src;	/* FILL_MAX_PAGES zero pages, never managed */
 
@@ -99,6 +103,7 @@ struct upg_runtime {
 
 	struct counters ctr;
 	struct hist *hist;	/* [UPG_FAULT_NKINDS] */
+	struct publisher *publisher;	/* live statistics (publish.h) */
 };
 
 static inline void region_add_resident(struct upg_region *r, int64_t n)

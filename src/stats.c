@@ -32,6 +32,35 @@ static uint64_t bucket_mid(unsigned b)
 	       ((UINT64_C(1) << shift) >> 1);
 }
 
+uint64_t hist_bucket_max(unsigned b)
+{
+	unsigned group = b >> HIST_SUB_BITS;
+
+	if (group == 0)
+		return b;
+	/* The midpoint plus half the width, minus one. */
+	return bucket_mid(b) + ((UINT64_C(1) << (group - 1)) -
+				((UINT64_C(1) << (group - 1)) >> 1)) - 1;
+}
+
+#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+void hist_merge(struct hist *dst, const struct hist *src)
+{
+	for (unsigned b = 0; b < HIST_BUCKETS; b++)
+		atomic_init(&dst->bucket[b],
+			    LOAD(dst->bucket[b]) + LOAD(src->bucket[b]));
+	atomic_init(&dst->count, LOAD(dst->count) + LOAD(src->count));
+	atomic_init(&dst->sum, LOAD(dst->sum) + LOAD(src->sum));
+	atomic_init(&dst->max, MAX(LOAD(dst->max), LOAD(src->max)));
+}
+
+void hist_copy(struct hist *dst, const struct hist *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	hist_merge(dst, src);
+}
+
 void hist_record(struct hist *h, uint64_t ns)
 {
 	uint64_t max = atomic_load_explicit(&h->max, memory_order_relaxed);
@@ -85,8 +114,6 @@ void hist_summary(const struct hist *h, struct upg_latency *out)
 					    out->count
 				  : 0;
 }
-
-#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
 void counters_export(const struct counters *c, struct upg_stats *st)
 {

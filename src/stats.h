@@ -58,6 +58,13 @@ void hist_summary(const struct hist *h, struct upg_latency *out);
 /* The value (bucket midpoint) below which a fraction q of samples lie. */
 uint64_t hist_quantile(const struct hist *h, double q);
 
+/* dst = src (dst private to the caller; src may be recorded into). */
+void hist_copy(struct hist *dst, const struct hist *src);
+/* dst += src, bucket by bucket: histograms of one kind merge exactly. */
+void hist_merge(struct hist *dst, const struct hist *src);
+/* The largest value bucket b holds (its exclusive bound minus one). */
+uint64_t hist_bucket_max(unsigned b);
+
 /* Copy the counters into the public struct (latency left alone). */
 void counters_export(const struct counters *c, struct upg_stats *st);
 

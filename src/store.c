@@ -144,6 +144,10 @@ static inline void count(_Atomic uint64_t *c)
 	atomic_fetch_add_explicit(c, 1, memory_order_relaxed);
 }
 
+/* Writes (under the lock) of what store_ram_bytes() reads without it:
+ * atomic, so that its relaxed loads are not a data race. */
+#define SET_RELAXED(field, v) __atomic_store_n(&(field), (v), __ATOMIC_RELAXED)
+
 bool store_page_is_zero(const void *page)
 {
 	const uint64_t *w = page;
@@ -233,7 +237,7 @@ static void live_add(struct store *st, struct seg *s, int64_t delta)
 {
 	s->live += (uint32_t)delta;
 	if (s->buf)
-		st->ram_bytes += (uint64_t)delta;
+		SET_RELAXED(st->ram_bytes, st->ram_bytes + (uint64_t)delta);
 	else
 		st->disk_bytes += (uint64_t)delta;
 }
@@ -298,7 +302,7 @@ static void fifo_remove(struct store *st, struct seg *s)
 		seg_of(st, s->next)->prev = s->prev;
 	else
 		st->fifo_tail = s->prev;
-	st->fifo_count--;
+	SET_RELAXED(st->fifo_count, st->fifo_count - 1);
 }
 
 /* Append at the tail (sealing) or put back at the head (a failed write-out
@@ -318,7 +322,7 @@ static void fifo_add(struct store *st, uint32_t id, bool head)
 		seg_of(st, s->next)->prev = id;
 	else
 		st->fifo_tail = id;
-	st->fifo_count++;
+	SET_RELAXED(st->fifo_count, st->fifo_count + 1);
 }
 
 /* Give a segment back: its memory (unless it is the writer's registered
@@ -684,7 +688,7 @@ static void seal_open(struct store *st)
 		fifo_add(st, st->open, false);
 	else
 		seg_release(st, st->open);
-	st->open = SEG_NONE;
+	SET_RELAXED(st->open, SEG_NONE);
 	unlock(st);
 }
 
@@ -708,7 +712,7 @@ static long open_room(struct store *st, size_t len)
 		return -ENOMEM;
 	seal_open(st);
 	wrlock(st);
-	st->open = seg_alloc(st, SEG_OPEN, buf);
+	SET_RELAXED(st->open, seg_alloc(st, SEG_OPEN, buf));
 	unlock(st);
 	if (st->open == SEG_NONE) {
 		mem_free(buf, SEG_SIZE);
@@ -717,7 +721,7 @@ static long open_room(struct store *st, size_t len)
 	/* Errors here are retried by the next seal, above. */
 	err = shrink_ram(st, st->ram_cap);
 	if (err && err != -ENOSPC)
-		log_warn("store: RAM tier over its limit: %d", err);
+		log_warn("store: RAM tier over its limit: %s", strerror(-err));
 	return 0;
 }
 
@@ -791,27 +795,38 @@ int store_put_copy(struct store *st, const void *page, void *owner,
 	return put(st, page, owner, handle);
 }
 
+int store_decode(struct codec *c, const void *src, size_t len, uint32_t csum,
+		 void *page)
+{
+	if (len == 0 || len > PAGE_SIZE)
+		return -EILSEQ;
+	/* Checked before decoding: the codecs are not asked to make sense
+	 * of bytes that are not what was stored. */
+	if (codec_checksum(src, len, 0) != csum)
+		return -EBADMSG;
+	if (len == PAGE_SIZE) {
+		memcpy(page, src, PAGE_SIZE);
+		return 0;
+	}
+	return codec_decompress(c, src, len, page) ? -EILSEQ : 0;
+}
+
 /* Check and decode a stored object into `page`. */
 static int obj_decode(struct store *st, const char *src, const struct obj *o,
 		      uint64_t handle, void *page)
 {
-	int err;
+	int err = store_decode(st->codec, src, o->len, o->csum, page);
 
-	if (codec_checksum(src, o->len, 0) != o->csum) {
+	if (err == -EBADMSG) {
 		count(&st->checksum_errors);
 		log_error("store: checksum mismatch, handle %#llx",
 			  (unsigned long long)handle);
-		return -EBADMSG;
-	}
-	if (o->len == PAGE_SIZE) {
-		memcpy(page, src, PAGE_SIZE);
-		return 0;
-	}
-	err = codec_decompress(st->codec, src, o->len, page);
-	if (err)
+	} else if (err) {
 		log_error("store: handle %#llx does not decompress",
 			  (unsigned long long)handle);
-	return err;
+	}
+	/* Either way the page is lost: one error for the caller. */
+	return err ? -EBADMSG : 0;
 }
 
 /*
@@ -1041,6 +1056,7 @@ void store_get_stats(struct store *st, struct store_stats *out)
 		.dropped = st->dropped,
 		.io_errors = atomic_load(&st->io_errors),
 		.checksum_errors = atomic_load(&st->checksum_errors),
+		.sync_io = io_is_sync(st->io),
 	};
 	unlock(st);
 }

@@ -55,10 +55,12 @@ struct store_stats {
 	uint64_t copies;	/* live objects put with store_put_copy */
 	uint64_t dropped;	/* copies dropped (cumulative) */
 	uint64_t io_errors, checksum_errors;
+	bool sync_io;		/* no io_uring: pread/pwrite (io.h) */
 };
 
-/* Create a store.  -EINVAL bad config, -ENOENT/-EACCES swap_dir,
- * -EOPNOTSUPP no O_TMPFILE there, -ENOMEM. */
+/* Create a store.  -EINVAL bad config, -ENOENT/-EACCES/-ENOTDIR/-EROFS
+ * swap_dir, -EOPNOTSUPP no O_TMPFILE there, -ENOMEM.  Without io_uring it
+ * works with pread/pwrite (io.h). */
 int store_create(const struct store_config *cfg, struct store **out);
 void store_destroy(struct store *st);
 
@@ -103,6 +105,19 @@ int store_get(struct store *st, uint64_t handle, void *page, bool *from_disk);
 #define STORE_AHEAD_MAX 16
 void store_get_ahead(struct store *st, const uint64_t *handles, unsigned n,
 		     char *pages, int *res);
+
+/*
+ * Check one stored object of `len` bytes against its checksum and decode
+ * it into the 4 KiB `page` (len == PAGE_SIZE: stored raw) with codec `c`.
+ * Any bytes are safe: nothing outside src[0..len) is read, nothing outside
+ * the page written.  0, -EBADMSG on a checksum mismatch (page untouched),
+ * -EILSEQ when the length is not that of an object or the bytes do not
+ * decode to exactly one page.  store_get's decoder; exposed for the fuzz
+ * target (fuzz/fuzz_store.c).
+ */
+struct codec;
+int store_decode(struct codec *c, const void *src, size_t len, uint32_t csum,
+		 void *page);
 
 /* Take one more reference to a handle (snapshots share stored pages). */
 void store_ref(struct store *st, uint64_t handle);

@@ -2,30 +2,26 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "inject.h"
 #include "log.h"
 #include "uffd.h"
 #include "util.h"
 
-/* How to get permission, said once in every "cannot open" message. */
-#define PERMISSION_HINT                                                       \
-	"run as root or with CAP_SYS_PTRACE, or set "                         \
-	"`sysctl vm.unprivileged_userfaultfd=1`, or give this user read-write " \
-	"access to /dev/userfaultfd; inside a container, allow the "          \
-	"userfaultfd syscall in its seccomp profile"
-
-static int open_syscall(void)
+static int open_syscall(int flags)
 {
 #ifdef SYS_userfaultfd
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC);
+	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | flags);
 
 	return fd >= 0 ? fd : -errno;
 #else
+	(void)flags;
 	return -ENOSYS;
 #endif
 }
@@ -53,11 +49,53 @@ static int handshake(int fd, uint64_t want, uint64_t *got)
 	return 0;
 }
 
-static int open_raw(void)
+/* read(2), not stdio: no malloc, as in the preload library's start. */
+int proc_int(const char *path, const char *key)
 {
-	int fd = open_syscall();
-	int dev_err;
+	char buf[4096], *p = buf;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
 
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	while (key && strncmp(p, key, strlen(key)) != 0) {
+		p = strchr(p, '\n');
+		if (!p)
+			return -1;
+		p++;
+	}
+	if (key)
+		p += strlen(key);
+	return atoi(p);
+}
+
+int uffd_seccomp_mode(void)
+{
+	return proc_int("/proc/self/status", "Seccomp:");
+}
+
+static void log_refused(int sys_err, int dev_err)
+{
+	int mode = uffd_seccomp_mode();
+
+	log_error("cannot open userfaultfd (syscall: %s, /dev/userfaultfd: "
+		  "%s): %s%s", strerror(-sys_err), strerror(-dev_err),
+		  UFFD_ADMIN_HINT,
+		  mode > 0 ? "; this process also runs under a seccomp filter, "
+			     "which must allow the userfaultfd syscall" : "");
+}
+
+/* The full kind (the syscall, then the device); if both are refused and
+ * user_ok, the user-mode-only kind, which needs no privilege. */
+static int open_raw(bool user_ok, bool *user_only)
+{
+	int fd = open_syscall(0);
+	int dev_err, ufd;
+
+	*user_only = false;
 	if (fd >= 0)
 		return fd;
 	/* The device works where the syscall is refused for lack of
@@ -71,20 +109,26 @@ static int open_raw(void)
 			  "(CONFIG_USERFAULTFD is off)");
 		return -ENOSYS;
 	}
-	log_error("cannot open userfaultfd (syscall: %s, /dev/userfaultfd: "
-		  "%s): %s", strerror(-fd), strerror(-dev_err),
-		  PERMISSION_HINT);
+	if (user_ok && fd == -EPERM) {
+		ufd = open_syscall(UFFD_USER_MODE_ONLY);
+		if (ufd >= 0) {
+			*user_only = true;
+			return ufd;
+		}
+	}
+	log_refused(fd, dev_err);
 	return fd == -ENOSYS ? -EPERM : fd;
 }
 
-int uffd_open(int *fdp, uint64_t want, uint64_t *features)
+int uffd_open(int *fdp, uint64_t want, uint64_t *features, bool user_ok,
+	      bool *user_only)
 {
 	uint64_t avail = 0;
 	int fd, err;
 
 	/* A throwaway fd tells which features exist: UFFDIO_API fails as a
 	 * whole if asked for one the kernel lacks, and may be called once. */
-	fd = open_raw();
+	fd = open_raw(user_ok, user_only);
 	if (fd < 0)
 		return fd;
 	err = handshake(fd, 0, &avail);
@@ -93,7 +137,7 @@ int uffd_open(int *fdp, uint64_t want, uint64_t *features)
 		log_error("userfaultfd API handshake failed: %s", strerror(-err));
 		return err;
 	}
-	fd = open_raw();
+	fd = open_raw(user_ok, user_only);
 	if (fd < 0)
 		return fd;
 	err = handshake(fd, avail & want, features);
@@ -102,8 +146,33 @@ int uffd_open(int *fdp, uint64_t want, uint64_t *features)
 		close(fd);
 		return err;
 	}
+	if (*user_only)
+		log_info("the full userfaultfd is refused to this process: "
+			 "using a user-mode-only one (UPAGER_USER_MODE_ONLY=1); "
+			 "system calls given managed memory that is not "
+			 "resident fail with EFAULT");
 	*fdp = fd;
 	return 0;
+}
+
+/* Each way on its own, for upager-run --check; no message logged. */
+void uffd_probe(struct uffd_access *a)
+{
+	int fd;
+
+	memset(a, 0, sizeof(*a));
+	a->syscall = open_syscall(0);
+	a->dev = open_dev();
+	a->user_only = open_syscall(UFFD_USER_MODE_ONLY);
+	fd = a->syscall >= 0 ? a->syscall : a->dev >= 0 ? a->dev : a->user_only;
+	if (fd >= 0 && handshake(fd, 0, &a->features) < 0)
+		a->features = 0;
+	if (a->syscall >= 0)
+		close(a->syscall), a->syscall = 0;
+	if (a->dev >= 0)
+		close(a->dev), a->dev = 0;
+	if (a->user_only >= 0)
+		close(a->user_only), a->user_only = 0;
 }
 
 int uffd_register(int fd, void *addr, size_t len, bool *wp)
@@ -181,6 +250,12 @@ static long fill_once(int fd, enum fill_op op, uintptr_t dst, uintptr_t src,
 		a.move = (struct uffdio_move){ dst, src, len, mode, 0 };
 		req = UFFDIO_MOVE, res = &a.move.move;
 		break;
+	}
+	rc = inject_check(INJECT_UFFD_FILL, (int)_IOC_NR(req));
+	if (rc < 0) {
+		/* A test's unexpected errno, as if the kernel gave it. */
+		*err = -rc;
+		return 0;
 	}
 	rc = ioctl(fd, req, &a);
 	*err = rc < 0 ? errno : 0;

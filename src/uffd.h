@@ -65,14 +65,51 @@ struct uffdio_move {
 	 UFFD_FEATURE_WP_UNPOPULATED | UFFD_FEATURE_POISON |                  \
 	 UFFD_FEATURE_MOVE)
 
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+
+/* The three ways an administrator can allow the full kind, said in every
+ * "cannot open" message (the library's and upager-run's). */
+#define UFFD_ADMIN_HINT                                                       \
+	"an administrator can allow it in one of three ways: "                \
+	"`sysctl vm.unprivileged_userfaultfd=1` (every user); a udev rule "   \
+	"giving a group read-write access to /dev/userfaultfd (KERNEL==\""    \
+	"userfaultfd\", GROUP=\"upager\", MODE=\"0660\") with this user in "  \
+	"it; or the CAP_SYS_PTRACE capability (e.g. systemd's "              \
+	"AmbientCapabilities=CAP_SYS_PTRACE)"
+
 /*
  * Open a userfaultfd (the syscall, then /dev/userfaultfd) and do the API
  * handshake asking for `want` (UFFD_WANTED_FEATURES, and UFFD_FEATURE_SIGBUS
  * when faulting threads resolve their own faults) & what the kernel offers.
- * Sets *fd and *features (what the kernel granted).  On failure, the thread's
- * last error says why and what to change.
+ * Sets *fd and *features (what the kernel granted).  If both are refused
+ * and user_ok, opens a user-mode-only one (UFFD_USER_MODE_ONLY, which
+ * needs no privilege) and sets *user_only: faults the kernel takes in
+ * system calls are then not reported to us, the call fails with EFAULT.
+ * On failure, the thread's last error says why and what to change.
  */
-int uffd_open(int *fd, uint64_t want, uint64_t *features);
+int uffd_open(int *fd, uint64_t want, uint64_t *features, bool user_ok,
+	      bool *user_only);
+
+/* How each way of opening fares for this process (upager-run --check):
+ * 0 or -errno each; features: what UFFDIO_API offers on the first kind
+ * that opened, 0 if none did. */
+struct uffd_access {
+	int syscall;		/* userfaultfd(2), full kind */
+	int dev;		/* /dev/userfaultfd */
+	int user_only;		/* userfaultfd(UFFD_USER_MODE_ONLY) */
+	uint64_t features;
+};
+void uffd_probe(struct uffd_access *a);
+
+/* The number in a /proc file: at its start (key NULL), or after the line
+ * start `key` ("Seccomp:"); -1 if there is none. */
+int proc_int(const char *path, const char *key);
+
+/* Seccomp field of /proc/self/status: 0 off, 1 strict, 2 filter; -1 if
+ * unknown. */
+int uffd_seccomp_mode(void);
 
 /* Register [addr, addr+len) for missing faults, and write-protect faults when
  * the kernel can (sets *wp).  Unregister undoes it and wakes waiters. */

@@ -114,7 +114,11 @@ static void stress(unsigned handlers)
 			      (unsigned long long)atomic_load(&shadow[page]));
 	ck_assert_int_eq(upg_stats_get(rt, &st), 0);
 	ck_assert_uint_gt(st.faults[UPG_FAULT_ZERO_WRITE], 100);
-	ck_assert_uint_gt(st.faults_total, 1000);
+	/* Every 2 MiB block of the area faults at least twice (its
+	 * first-touch window, then the rest of the block); how many more
+	 * come from the bouncer depends on the machine's speed (under
+	 * ThreadSanitizer it made fewer than 1000 in all). */
+	ck_assert_uint_gt(st.faults_total, 2 * (PAGES / 512));
 	upg_runtime_destroy(rt);
 }
 

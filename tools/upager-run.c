@@ -4,16 +4,19 @@
  * mappings paged by upager.
  *
  *   upager-run [options] [--] program [args...]
+ *   upager-run --check [options] [program]
  *
  * Options become UPAGER_* variables (checked here with the library's own
- * option table, so a bad value fails before the program starts), the
- * preload library is put first in LD_PRELOAD, and the program is exec'd:
- * same pid, and its exit status is upager-run's.
+ * option table, as are UPAGER_* variables already set, so a bad value
+ * fails before the program starts), the preload library is put first in
+ * LD_PRELOAD, and the program is exec'd: same pid, and its exit status is
+ * upager-run's, as with env(1) and nice(1).  Exit statuses of its own:
+ * 125 (upager-run failed: a bad option, or --strict and upager cannot
+ * manage the program), 126 (the program cannot be executed), 127 (not
+ * found).
  *
  * The library is looked for in $UPAGER_PRELOAD_LIB, next to this program,
- * in the build tree layout (../src/preload/), in the installed layout
- * relative to this program (UPAGER_PRELOAD_RELDIR: a tree installed with
- * --destdir, or moved, finds its own), then in the install libdir.
+ * in the build tree layout (../src/preload/), then in the install libdir.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -25,23 +28,26 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "config.h"
+#include "program.h"
 #include "upager.h"
 
 #define LIB_NAME "libupager-preload.so"
-#define EXIT_USAGE 2
+/* As env(1), nice(1) and timeout(1). */
+#define EXIT_FAIL 125
+#define EXIT_CANNOT_RUN 126
+#define EXIT_NOT_FOUND 127
 
 #ifndef UPAGER_LIBDIR
-#define UPAGER_LIBDIR "/usr/local/lib/upager"
-#endif
-#ifndef UPAGER_PRELOAD_RELDIR
-#define UPAGER_PRELOAD_RELDIR "../lib/upager"
+#define UPAGER_LIBDIR "/usr/local/lib"
 #endif
 
 static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: upager-run [options] [--] program [args...]\n"
+		"       upager-run --check [options] [program]\n"
 		"\n"
 		"Run program with its heap (malloc) and its large private anonymous\n"
 		"mappings managed by upager: zero-filled on demand, kept within the\n"
@@ -54,15 +60,28 @@ static void usage(FILE *f)
 		"  -s, --stats[=FILE]    write statistics at exit to FILE (default\n"
 		"                        stderr)\n"
 		"  -j, --json            statistics as JSON (implies --stats)\n"
+		"      --check           say whether this machine, this user and\n"
+		"                        program (looked up in PATH) can run under\n"
+		"                        upager, one line per finding; exit 0 if\n"
+		"                        so, 1 if not\n"
+		"      --strict          exit %d instead of running the program\n"
+		"                        unmanaged when upager cannot manage it\n"
+		"                        (no userfaultfd; statically linked,\n"
+		"                        set-uid or Go programs)\n"
 		"  -h, --help            this text\n"
 		"  -V, --version         the version\n"
 		"\n"
-		"Every upager option can also be set in the environment:\n");
+		"Every upager option can also be set in the environment:\n",
+		EXIT_FAIL);
 	options_describe(f);
 	fprintf(f,
 		"\n"
-		"The exit status is the program's; 126 or 127 if it cannot be run\n"
-		"(as with env(1)), %d for a bad option.\n", EXIT_USAGE);
+		"Exit status: the program's own (it replaces upager-run, so a\n"
+		"shell reports death by signal N as 128+N); %d if upager-run\n"
+		"fails (a bad option; --strict and upager cannot manage the\n"
+		"program), %d if the program cannot be executed, %d if it is not\n"
+		"found, as with env(1).\n", EXIT_FAIL, EXIT_CANNOT_RUN,
+		EXIT_NOT_FOUND);
 }
 
 static void die_usage(const char *fmt, const char *arg)
@@ -70,7 +89,7 @@ static void die_usage(const char *fmt, const char *arg)
 	fprintf(stderr, "upager-run: ");
 	fprintf(stderr, fmt, arg);
 	fprintf(stderr, "\nTry 'upager-run --help'.\n");
-	exit(EXIT_USAGE);
+	exit(EXIT_FAIL);
 }
 
 /* Check value with the library's table, then export it. */
@@ -78,10 +97,10 @@ static void set_option(struct upg_options *o, const char *var,
 		       const char *value)
 {
 	if (upg_options_set(o, var, value) < 0)
-		exit(EXIT_USAGE);	/* the library said why */
+		exit(EXIT_FAIL);	/* the library said why */
 	if (setenv(var, value, 1) < 0) {
 		perror("upager-run: setenv");
-		exit(EXIT_USAGE);
+		exit(EXIT_FAIL);
 	}
 }
 
@@ -135,19 +154,12 @@ static void find_lib(char *out, size_t len)
  * the faulting thread, and the kernel's own accesses to a page not in
  * memory fail with EFAULT instead of waiting for it.  A program that
  * does not know it is managed hands its heap to the kernel all the time
- * (read(2) into a malloc'd buffer, a futex in a heap object).
+ * (read(2) into a malloc'd buffer, a futex in a heap object).  The value
+ * was checked with the others (upg_options_from_env).
  */
-static void refuse_thread_mode(void)
+static void refuse_thread_mode(const struct upg_options *o)
 {
-	const char *v = getenv("UPAGER_RESOLVE");
-	struct upg_options o;
-
-	upg_options_init(&o);
-	if (!v)
-		return;
-	if (upg_options_set(&o, "UPAGER_RESOLVE", v) < 0)
-		exit(EXIT_USAGE);	/* the library said why */
-	if (o.resolve != UPG_RESOLVE_THREAD)
+	if (o->resolve != UPG_RESOLVE_THREAD)
 		return;
 	fprintf(stderr,
 		"upager-run: UPAGER_RESOLVE=%s is not accepted: with faults "
@@ -155,8 +167,8 @@ static void refuse_thread_mode(void)
 		"write a page not in memory fail with EFAULT, and an unmodified "
 		"program passes its heap to such calls; only programs written "
 		"for it (the upager API) can use it. Unset UPAGER_RESOLVE or "
-		"set it to 'handler'.\n", v);
-	exit(EXIT_USAGE);
+		"set it to 'handler'.\n", getenv("UPAGER_RESOLVE"));
+	exit(EXIT_FAIL);
 }
 
 /* Ours first, then whatever the user preloads already. */
@@ -168,7 +180,7 @@ static void set_preload(const char *lib)
 
 	if (!v) {
 		perror("upager-run");
-		exit(EXIT_USAGE);
+		exit(EXIT_FAIL);
 	}
 	snprintf(v, len, "%s%s%s", lib, old && *old ? ":" : "",
 		 old ? old : "");
@@ -176,25 +188,56 @@ static void set_preload(const char *lib)
 	free(v);
 }
 
+/*
+ * Before exec: what keeps upager from managing the program.  Without
+ * --strict the program runs anyway, unmanaged (the preload library says
+ * so itself when userfaultfd is refused); with it, upager-run fails.
+ */
+static void check_before_run(const char *name, bool strict)
+{
+	struct program p;
+	int n;
+
+	program_inspect(name, &p);
+	if (p.err)
+		return;		/* execvp says why, with 126 or 127 */
+	n = program_report(&p, stderr, strict ? "upager-run: "
+					      : "upager-run: warning: ");
+	if (n && !strict)
+		fprintf(stderr, "upager-run: warning: %s runs unmanaged\n",
+			name);
+	if (strict && (n || check_uffd(stderr) < 0)) {
+		fprintf(stderr, "upager-run: --strict: not running %s\n", name);
+		exit(EXIT_FAIL);
+	}
+}
+
 int main(int argc, char **argv)
 {
+	enum { OPT_CHECK = 256, OPT_STRICT };
 	static const struct option longopts[] = {
 		{ "mem-limit", required_argument, NULL, 'm' },
 		{ "swap-dir", required_argument, NULL, 'd' },
 		{ "codec", required_argument, NULL, 'c' },
 		{ "stats", optional_argument, NULL, 's' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "check", no_argument, NULL, OPT_CHECK },
+		{ "strict", no_argument, NULL, OPT_STRICT },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct upg_options o;
-	const char *stats = NULL;
+	const char *stats = NULL, *swap_dir = NULL;
 	char lib[PATH_MAX], pid[32];
-	bool json = false;
+	bool json = false, check = false, strict = false;
 	int c;
 
 	upg_options_init(&o);
+	/* Variables the user set are checked here too: a bad one is ours
+	 * to report, not a program running unmanaged. */
+	if (upg_options_from_env(&o) < 0)
+		return EXIT_FAIL;	/* the library said why */
 	/* '+': stop at the program name, its options are its own. */
 	while ((c = getopt_long(argc, argv, "+m:d:c:s::jhV", longopts,
 				NULL)) != -1) {
@@ -203,7 +246,7 @@ int main(int argc, char **argv)
 			set_option(&o, "UPAGER_MEM_LIMIT", optarg);
 			break;
 		case 'd':
-			check_dir(optarg);
+			swap_dir = optarg;
 			set_option(&o, "UPAGER_SWAP_DIR", optarg);
 			break;
 		case 'c':
@@ -215,6 +258,12 @@ int main(int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
+		case OPT_CHECK:
+			check = true;
+			break;
+		case OPT_STRICT:
+			strict = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -223,12 +272,18 @@ int main(int argc, char **argv)
 			return 0;
 		default:
 			fprintf(stderr, "Try 'upager-run --help'.\n");
-			return EXIT_USAGE;
+			return EXIT_FAIL;
 		}
 	}
+	/* --check reports a bad directory as a finding. */
+	if (check)
+		return check_run(&o, optind < argc ? argv[optind] : NULL,
+				 stdout);
+	if (swap_dir)
+		check_dir(swap_dir);
 	if (optind >= argc)
 		die_usage("%s", "no program to run");
-	refuse_thread_mode();
+	refuse_thread_mode(&o);
 	if (json) {
 		set_option(&o, "UPAGER_STATS_FORMAT", "json");
 		stats = stats ? stats : "stderr";
@@ -239,9 +294,10 @@ int main(int argc, char **argv)
 		setenv("UPAGER_STATS_PID", pid, 1);
 	}
 	find_lib(lib, sizeof(lib));
+	check_before_run(argv[optind], strict);
 	set_preload(lib);
 	execvp(argv[optind], &argv[optind]);
 	fprintf(stderr, "upager-run: cannot run '%s': %s\n", argv[optind],
 		strerror(errno));
-	return errno == ENOENT ? 127 : 126;
+	return errno == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_RUN;
 }

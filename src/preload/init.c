@@ -199,6 +199,13 @@ static int start(void)
 		       program_invocation_short_name);
 		return -EINVAL;
 	}
+	/* The program may hand the heap to the kernel (read(2) into a
+	 * malloc'd buffer): only the full kind serves that. */
+	if (o.user_mode_only)
+		pl_say("upager: UPAGER_USER_MODE_ONLY is ignored in preload "
+		       "mode: %s may give the kernel memory that is not "
+		       "resident", program_invocation_short_name);
+	o.user_mode_only = 0;
 	dl_iterate_phdr(find_text, (void *)probes);
 	/* One line if userfaultfd is missing, not the runtime's several. */
 	level = o.log_level;
@@ -206,9 +213,11 @@ static int start(void)
 	err = upg_runtime_create(&o, &pl.rt);
 	log_set_level(level);
 	if (err) {
-		pl_say("upager: userfaultfd is not available (%s): %s runs "
-		       "unmanaged", upg_last_error(),
-		       program_invocation_short_name);
+		pl_say("upager: %s (%s): %s runs unmanaged",
+		       err == -ENOSYS || err == -EPERM
+			       ? "userfaultfd is not available"
+			       : "cannot start",
+		       upg_last_error(), program_invocation_short_name);
 		return err;
 	}
 	err = reserve(o.preload_heap);

@@ -2,16 +2,16 @@
 # SPDX-License-Identifier: MIT
 """upager-run refuses UPAGER_RESOLVE=thread (kernel accesses to pages not
 in memory would fail with EFAULT in a program that does not know it is
-managed): a usage error naming the variable, and the program never runs.
+managed): exit 125 naming the variable, and the program never runs;
+--check says "no" for it.
 A bad value is named too; UPAGER_RESOLVE=handler runs the program."""
 import os
 import subprocess
 import sys
 import tempfile
 
-# Today's usage status is 2; issue 17 moves upager-run's own failures to
-# 125, as env(1) does.
-USAGE = (2, 125)
+# upager-run's own failures exit 125, as env(1) does.
+USAGE = (125,)
 
 
 def run(upager_run, value, marker):
@@ -36,6 +36,14 @@ def main():
         assert "UPAGER_RESOLVE='sideways'" in p.stderr, p.stderr
         assert 'handler or thread' in p.stderr, p.stderr
         assert not os.path.exists(marker), 'the program ran'
+
+        # --check says so too, as a "no" finding.
+        env = dict(os.environ, UPAGER_RESOLVE='thread')
+        p = subprocess.run([upager_run, '--check'], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+        assert any(l.startswith('no ') and 'UPAGER_RESOLVE=thread' in l
+                   for l in p.stdout.splitlines()), p.stdout
 
         p = run(upager_run, 'handler', marker)
         assert p.returncode == 7, (p.returncode, p.stderr)

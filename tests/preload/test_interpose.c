@@ -12,12 +12,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -308,6 +311,83 @@ START_TEST(fork_sees_evicted_pages)
 }
 END_TEST
 
+static sigjmp_buf probe_jmp;
+
+static void on_probe_signal(int sig)
+{
+	siglongjmp(probe_jmp, sig);
+}
+
+/* Page `page` of p read in a child whose fork may have failed: 0 when it
+ * holds (page, tag), 1 when the read is refused with SIGSEGV or SIGBUS,
+ * 2 when it reads anything else (wrong data: the one outcome never
+ * allowed). */
+static int probe(const char *p, size_t page, uint64_t tag)
+{
+	struct sigaction sa = { .sa_handler = on_probe_signal };
+	int rc;
+
+	sigaction(SIGSEGV, &sa, NULL);
+	sigaction(SIGBUS, &sa, NULL);
+	if (sigsetjmp(probe_jmp, 1) == 0)
+		rc = check_at(p, page * PAGE, PAGE, tag) == -1 ? 0 : 2;
+	else
+		rc = 1;
+	signal(SIGSEGV, SIG_DFL);
+	signal(SIGBUS, SIG_DFL);
+	return rc;
+}
+
+/*
+ * fork() when the process has no file descriptor left (the parent cannot
+ * make the socket that carries stored pages to the child, and the child
+ * cannot open a userfaultfd or a swap file of its own): a child without
+ * a pager exits at once with status 127 and says so (its allocator's
+ * memory is managed: it could not run on); a child with a pager but not
+ * its parent's stored pages gets a signal on them, never zeros.  The
+ * parent loses nothing.  With one descriptor free, the same.
+ */
+START_TEST(fork_without_descriptors)
+{
+	size_t len = 48 * MIB, npages = len / PAGE;
+	char *p = malloc(len);
+	struct rlimit old, lim;
+	int fds[4096], n = 0, status;
+	pid_t pid;
+
+	fill(p, len, 12);
+	ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
+	lim = old;
+	lim.rlim_cur = 256;
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+	while (n < (int)(sizeof(fds) / sizeof(fds[0])) &&
+	       (fds[n] = dup(0)) >= 0)
+		n++;
+	ck_assert_int_eq(errno, EMFILE);
+	if (_i == 1)
+		close(fds[--n]);	/* one descriptor free */
+	pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* The first page was written first: evicted long since.
+		 * The last was written last: most likely still resident. */
+		int first = probe(p, 0, 12), last = probe(p, npages - 1, 12);
+
+		_exit(first == 1 && last != 2 ? 0 : 10 + first * 3 + last);
+	}
+	while (n > 0)
+		close(fds[--n]);
+	ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &old), 0);
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert_msg(WIFEXITED(status) && (WEXITSTATUS(status) == 0 ||
+					    WEXITSTATUS(status) == 127),
+		      "child status %#x (10 + 3 * first page + last page; "
+		      "0 read right, 1 signal, 2 wrong data)", status);
+	ck_assert_int_eq(check(p, len, 12), -1);
+	free(p);
+}
+END_TEST
+
 static Suite *suite(void)
 {
 	Suite *s = suite_create("preload");
@@ -322,6 +402,7 @@ static Suite *suite(void)
 	tcase_add_test(tc, partial_munmap);
 	tcase_add_test(tc, threaded_allocator_stress);
 	tcase_add_test(tc, fork_sees_evicted_pages);
+	tcase_add_loop_test(tc, fork_without_descriptors, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }
