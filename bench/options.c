@@ -25,6 +25,10 @@ static const char *const codec_names[] = {
 	[UPG_CODEC_NONE] = "none",
 };
 
+static const char *const resolve_names[] = {
+	[UPG_RESOLVE_HANDLER] = "handler", [UPG_RESOLVE_THREAD] = "thread",
+};
+
 static const char usage[] =
 "Usage: upager-bench [OPTION]...\n"
 "  or:  upager-bench --programs [OPTION]...\n"
@@ -59,6 +63,9 @@ static const char usage[] =
 "  --idle-poll         keep idle CPUs polling for the run (a CPU latency\n"
 "                      request of 0 on /dev/cpu_dma_latency; root): a\n"
 "                      hand-off then wakes no halted CPU, on both sides\n"
+"  --resolve MODE      who resolves upager's faults: handler (handler\n"
+"                      threads, the default) or thread (the faulting thread,\n"
+"                      in a SIGBUS handler); or UPAGER_RESOLVE\n"
 "  --codec NAME        swap-store codec: lz4, zstd or none (default: lz4, or\n"
 "                      UPAGER_CODEC)\n"
 "  --scenarios LIST    comma-separated scenarios to run (default all):\n"
@@ -75,7 +82,7 @@ static const char usage[] =
 "example UPAGER_FAULT_AROUND).  Ratios are upager over the kernel.\n";
 
 enum { OPT_QUICK = 256, OPT_PROGRAMS, OPT_IDLE_POLL, OPT_FAULTS, OPT_SIZE, OPT_SNAP_SIZE, OPT_ROUNDS, OPT_THREADS,
-       OPT_CODEC, OPT_BUDGET, OPT_SWAP_DIR, OPT_SCENARIOS, OPT_SEED, OPT_JSON, OPT_CSV, OPT_PLOT,
+       OPT_CODEC, OPT_RESOLVE, OPT_BUDGET, OPT_SWAP_DIR, OPT_SCENARIOS, OPT_SEED, OPT_JSON, OPT_CSV, OPT_PLOT,
        OPT_HELP, OPT_VERSION };
 
 #define ARG(name, id) { name, required_argument, NULL, id }
@@ -88,6 +95,7 @@ static const struct option longopts[] = {
 	ARG("size", OPT_SIZE), ARG("snapshot-size", OPT_SNAP_SIZE),
 	ARG("rounds", OPT_ROUNDS),
 	ARG("threads", OPT_THREADS), ARG("codec", OPT_CODEC),
+	ARG("resolve", OPT_RESOLVE),
 	ARG("budget", OPT_BUDGET), ARG("swap-dir", OPT_SWAP_DIR),
 	ARG("scenarios", OPT_SCENARIOS), ARG("seed", OPT_SEED),
 	ARG("json", OPT_JSON), ARG("csv", OPT_CSV), ARG("plot", OPT_PLOT),
@@ -159,16 +167,27 @@ static int parse_size(const char *opt, const char *s, size_t page,
 	return bad(opt, s, "a size from 4K to 64G, such as 256M");
 }
 
-static int parse_codec(const char *s, int *codec)
+/* The index of s in names[0..n), or a bad value of option opt. */
+static int parse_name(const char *opt, const char *s,
+		      const char *const *names, size_t n,
+		      const char *accepted, int *out)
 {
-	for (size_t i = 0; i < sizeof(codec_names) / sizeof(codec_names[0]);
-	     i++) {
-		if (!strcmp(s, codec_names[i])) {
-			*codec = (int)i;
+	for (size_t i = 0; i < n; i++) {
+		if (!strcmp(s, names[i])) {
+			*out = (int)i;
 			return 0;
 		}
 	}
-	return bad("--codec", s, "lz4, zstd or none");
+	return bad(opt, s, accepted);
+}
+
+#define PARSE_NAME(opt, s, names, accepted, out)                              \
+	parse_name(opt, s, names, sizeof(names) / sizeof(names[0]),           \
+		   accepted, out)
+
+const char *resolve_name(int resolve)
+{
+	return resolve == UPG_RESOLVE_THREAD ? "thread" : "handler";
 }
 
 const char *codec_name(int codec)
@@ -302,7 +321,12 @@ static int parse_one(int opt, const char *arg, struct options *o)
 		o->given.threads = true;
 		break;
 	case OPT_CODEC:
-		err = parse_codec(arg, &o->codec);
+		err = PARSE_NAME("--codec", arg, codec_names,
+				 "lz4, zstd or none", &o->codec);
+		break;
+	case OPT_RESOLVE:
+		err = PARSE_NAME("--resolve", arg, resolve_names,
+				 "handler or thread", &o->resolve);
 		break;
 	case OPT_BUDGET:
 		err = parse_size("--budget", arg, o->page, &cfg->budget);
@@ -356,6 +380,7 @@ int options_parse(int argc, char **argv, struct options *o)
 
 	opterr = 0;
 	o->codec = -1;
+	o->resolve = -1;
 	while (!err &&
 	       (opt = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
 		if (opt == OPT_HELP) {

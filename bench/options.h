@@ -14,9 +14,11 @@ struct options {
 	struct given given;
 	size_t page;		/* in: the page size, for --size */
 	int codec;		/* -1 unless --codec was given */
+	int resolve;		/* -1 unless --resolve was given */
 };
 
 int options_parse(int argc, char **argv, struct options *o);
 const char *codec_name(int codec);
+const char *resolve_name(int resolve);
 
 #endif

@@ -118,8 +118,12 @@ static void print_header(const struct bench *b)
 	       "pages\n", BENCH_VERSION, upg_version(), mach,
 	       sysconf(_SC_NPROCESSORS_ONLN), b->page);
 	printf("THP off on both sides (MADV_NOHUGEPAGE); upager fault-around "
-	       "%u pages, codec %s, one handler per faulting thread\n",
-	       b->opts.fault_around, codec_name(b->opts.codec));
+	       "%u pages, codec %s, %s\n",
+	       b->opts.fault_around, codec_name(b->opts.codec),
+	       b->opts.resolve == UPG_RESOLVE_THREAD
+		       ? "faults resolved in the faulting thread (--resolve "
+			 "thread)"
+		       : "one handler per faulting thread");
 	cpu_idle(b, idle, sizeof(idle));
 	printf("%s\n", idle);
 	printf("%u rounds per scenario, sides alternating; random scenarios "
@@ -314,14 +318,14 @@ static void json_config(FILE *f, const struct bench *b)
 		"\"faults\": %llu, \"size\": "
 		"%llu, \"snapshot_size\": %llu, \"snapshot_takes\": %u, "
 		"\"rounds\": %u, \"threads\": %u, \"seed\": %llu, "
-		"\"codec\": \"%s\", \"fault_around\": %u, \"budget\": %llu, "
-		"\"swap_dir\": ",
+		"\"codec\": \"%s\", \"resolve\": \"%s\", "
+		"\"fault_around\": %u, \"budget\": %llu, \"swap_dir\": ",
 		c->quick ? "true" : "false", c->idle_poll ? "true" : "false",
 		(unsigned long long)c->faults,
 		(unsigned long long)c->size,
 		(unsigned long long)c->snap_size, SNAP_TAKES, c->rounds, c->threads,
 		(unsigned long long)c->seed, codec_name(b->opts.codec),
-		b->opts.fault_around, (unsigned long long)c->budget);
+		resolve_name(b->opts.resolve), b->opts.fault_around, (unsigned long long)c->budget);
 	json_string(f, c->swap_dir);
 	fprintf(f, "},\n");
 }

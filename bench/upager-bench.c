@@ -330,6 +330,8 @@ static int setup(struct bench *b, int argc, char **argv)
 		return -EINVAL;	/* the library named the variable */
 	if (o.codec >= 0)
 		b->opts.codec = o.codec;
+	if (o.resolve >= 0)
+		b->opts.resolve = o.resolve;
 	probe_uffd(b);
 	b->clock_ns = clock_cost_ns();
 	return make_rows(b);

@@ -78,6 +78,34 @@ enum upg_policy {
 	UPG_POLICY_FIFO = 1,	/* evict in address sweep order, no second chance */
 };
 
+/*
+ * Who resolves a fault (UPAGER_RESOLVE).
+ *
+ * UPG_RESOLVE_THREAD: the faulting thread resolves its own fault in a
+ * SIGBUS handler upager installs (UFFD_FEATURE_SIGBUS), with no hand-off
+ * to a handler thread and no wake-up.  The evictor thread stays.  Rules:
+ *  - The kernel's own accesses to a page that is not in memory (never
+ *    touched, or evicted) are not served: the system call fails with
+ *    EFAULT (read(2) or recv(2) into an untouched managed buffer, write(2)
+ *    from an evicted one, a futex word in an evicted page; io_uring and
+ *    O_DIRECT likewise).  Touch such buffers first, or keep them out of
+ *    managed memory.  upager-run refuses the mode for this reason.
+ *  - The handler is installed for the process (SA_SIGINFO | SA_ONSTACK,
+ *    every signal blocked while it runs; the thread's alternate signal
+ *    stack is used if it has one).  A SIGBUS that is not a fault on
+ *    managed memory (a poisoned page, a file mapping past its end, an
+ *    address outside every region, kill(2)) goes to the handler installed
+ *    before upager's, or ends the process as SIGBUS by default would.  A
+ *    handler installed after upager's must chain to the one it replaced
+ *    (sa_sigaction of its old action), as usual.
+ *  - A thread that blocks SIGBUS, or whose stack is managed memory, must
+ *    not touch managed memory: the kernel then ends the process.
+ */
+enum upg_resolve {
+	UPG_RESOLVE_HANDLER = 0, /* default: handler threads (UPAGER_HANDLERS) */
+	UPG_RESOLVE_THREAD = 1,	 /* the faulting thread, in a SIGBUS handler */
+};
+
 /* Log levels (UPAGER_LOG). */
 enum upg_log_level {
 	UPG_LOG_NONE = 0,
@@ -173,7 +201,9 @@ struct upg_options {
 	 * (UPAGER_ENCRYPT).
 	 */
 	uint32_t encrypt;
-	uint64_t reserved[1];	/* zero; room to grow */
+	int32_t resolve;	/* enum upg_resolve (UPAGER_RESOLVE) */
+	uint32_t reserved_u32c;
+	uint64_t reserved[4];	/* zero; room to grow */
 };
 
 /*

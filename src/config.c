@@ -30,12 +30,22 @@ struct opt {
 #define FIELD(f)                                                              \
 	offsetof(struct upg_options, f), sizeof(((struct upg_options *)0)->f)
 
+/* The size is ABI: a program built against an older upager.h passes a
+ * struct of this size.  New fields take reserved room, never grow it.
+ * (Grown once before the first release, 0.1.0, when the remote tier,
+ * the live statistics and the resolve mode had used the room up.) */
+#if UINTPTR_MAX == UINT64_MAX
+_Static_assert(sizeof(struct upg_options) == 168,
+	       "struct upg_options changed size: take reserved room instead");
+#endif
+
 static const char *const codec_names[] = { "lz4", "zstd", "none", NULL };
 static const char *const full_names[] = { "overcommit", "sigbus", NULL };
 static const char *const log_names[] = { "none", "error", "warn", "info",
 					  "debug", NULL };
 static const char *const format_names[] = { "text", "json", NULL };
 static const char *const policy_names[] = { "clock", "fifo", NULL };
+static const char *const resolve_names[] = { "handler", "thread", NULL };
 
 #define MIB (UINT64_C(1) << 20)
 #define GIB (UINT64_C(1) << 30)
@@ -60,6 +70,10 @@ static const struct opt options[] = {
 	  "clock", "which resident page to evict first" },
 	{ "UPAGER_HANDLERS", OPT_UINT, FIELD(handlers), 1, 64, NULL, "1",
 	  "fault-handling threads" },
+	{ "UPAGER_RESOLVE", OPT_ENUM, FIELD(resolve), 0, 0, resolve_names,
+	  "handler", "who resolves a fault: handler threads, or the faulting "
+	  "thread in a SIGBUS handler (kernel accesses to pages not in memory "
+	  "then fail with EFAULT; not for upager-run)" },
 	{ "UPAGER_SPIN_US", OPT_UINT, FIELD(spin_us), 0, 1000, NULL, "0",
 	  "microseconds a handler polls for more faults before sleeping" },
 	{ "UPAGER_IDLE_POLL", OPT_UINT, FIELD(idle_poll), 0, 1, NULL, "0",

@@ -24,7 +24,7 @@ void runtime_fail(struct upg_runtime *rt, const char *fmt, ...)
 		  why);
 }
 
-void fail_fault(struct upg_runtime *rt, uintptr_t addr, bool wp)
+bool fail_fault(struct upg_runtime *rt, uintptr_t addr, bool wp)
 {
 	void *page = (void *)page_align_down(addr);
 	int rc;
@@ -38,6 +38,8 @@ void fail_fault(struct upg_runtime *rt, uintptr_t addr, bool wp)
 		counter_add(&rt->ctr.poisoned, 1);
 		rc = uffd_poison(rt->uffd, page, PAGE_SIZE);
 	}
-	if (rc < 0 && rc != -EEXIST)
-		uffd_wake(rt->uffd, page, PAGE_SIZE);
+	if (rc == 0 || rc == -EEXIST)
+		return !wp && rc == 0;
+	uffd_wake(rt->uffd, page, PAGE_SIZE);
+	return true;
 }

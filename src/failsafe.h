@@ -17,6 +17,17 @@
  *    stay readable and writable; nothing is ever zero-filled.  A handler
  *    that dies serves on in this mode itself (fault.c), so faults queued
  *    or to come always find a reader.
+ *
+ * UPAGER_RESOLVE=thread has no handler threads: each faulting thread
+ * resolves its own fault in its SIGBUS handler (sigbus.c) through the same
+ * fault_serve(), so the same two rules hold there.  A fault that cannot be
+ * resolved poisons the page and the SIGBUS goes to the program (by
+ * default, the process ends with SIGBUS) rather than the access faulting
+ * again for ever.  The only thread of upager's left to die is the
+ * evictor: when it stops, the runtime fails closed as above and every
+ * faulting thread answers its own fault with fail_fault from then on; no
+ * fault waits for anyone, so none can hang.  INJECT_HANDLER_DIE has no
+ * thread to act on in this mode.
  */
 #ifndef UPAGER_FAILSAFE_H
 #define UPAGER_FAILSAFE_H
@@ -41,7 +52,11 @@ static inline bool runtime_failed(struct upg_runtime *rt)
 
 /* Answer the fault at addr without serving it: a missing page is
  * poisoned (the thread gets SIGBUS), a write-protect fault unprotected.
- * Wakes the thread whatever happens.  Handler threads. */
-void fail_fault(struct upg_runtime *rt, uintptr_t addr, bool wp);
+ * Wakes the thread whatever happens.  Returns false when the access will
+ * find its page (protection lifted, or a page was there after all), true
+ * when it gets SIGBUS or could not be answered: a thread resolving its
+ * own fault (sigbus.c) then hands the SIGBUS to the program rather than
+ * fault again for ever.  Handler threads and faulting threads. */
+bool fail_fault(struct upg_runtime *rt, uintptr_t addr, bool wp);
 
 #endif

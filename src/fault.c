@@ -1,12 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Fault handling: handler threads read batches of uffd messages and resolve
- * each one from the software page table.
+ * each one from the software page table.  fault_serve() is the decision
+ * itself, shared with threads that resolve their own faults (sigbus.c,
+ * UPAGER_RESOLVE=thread).
  *
- * Rules every path here keeps: a handler never touches managed memory (its
+ * Rules every path here keeps: a resolver never touches managed memory (its
  * stack, buffers and the zero source are upager's own), never calls the
  * process's malloc, and never waits on anything an application thread may
- * hold.  A page whose entry is BUSY (another handler or the evictor owns
+ * hold.  A page whose entry is BUSY (another resolver or the evictor owns
  * it) is put aside and retried after the rest of the batch.
  */
 #include <errno.h>
@@ -40,9 +42,7 @@ struct fault {
 
 struct handler {
 	struct upg_runtime *rt;
-	void *bounce;		/* FILL_MAX_PAGES pages stored pages are read
-				 * into */
-	struct file_io *fio;	/* file reads (file.c), made on first use */
+	struct fault_ctx ctx;	/* its bounce pages and file reads */
 	pthread_t thread;
 	/* Messages whose page was BUSY, retried after the batch. */
 	struct fault deferred[BATCH * 2];
@@ -57,6 +57,21 @@ void fault_account(struct upg_runtime *rt, struct upg_region *r, int kind,
 	if (r)
 		counter_add(&r->ctr.faults[kind], 1);
 	hist_record(&rt->hist[kind], ns);
+}
+
+int fault_ctx_init(struct fault_ctx *c)
+{
+	c->fio = NULL;
+	c->bounce = mem_alloc(BOUNCE_BYTES);
+	return c->bounce ? 0 : -ENOMEM;
+}
+
+void fault_ctx_fini(struct fault_ctx *c)
+{
+	mem_free(c->bounce, BOUNCE_BYTES);
+	file_io_destroy(c->fio);
+	c->bounce = NULL;
+	c->fio = NULL;
 }
 
 static void *page_addr(const struct upg_region *r, uint64_t idx)
@@ -244,8 +259,8 @@ static int swap_install(struct upg_region *r, uint64_t idx, _Atomic pte_t *e,
 
 /* Bring one stored page back through the bounce page.  Entry locked by
  * the caller; unlocked here. */
-static int swap_in_one(struct handler *h, struct upg_region *r, uint64_t idx,
-		       _Atomic pte_t *e, pte_t old, int *kind)
+static int swap_in_one(struct fault_ctx *c, struct upg_region *r,
+		       uint64_t idx, _Atomic pte_t *e, pte_t old, int *kind)
 {
 	struct upg_runtime *rt = r->rt;
 	bool from_disk = false;
@@ -255,7 +270,7 @@ static int swap_in_one(struct handler *h, struct upg_region *r, uint64_t idx,
 		pte_unlock(e, old);
 		return refuse(r, idx);
 	}
-	rc = store_get(rt->store, pte_payload(old), h->bounce, &from_disk);
+	rc = store_get(rt->store, pte_payload(old), c->bounce, &from_disk);
 	*kind = from_disk ? UPG_FAULT_SWAPIN_DISK : UPG_FAULT_SWAPIN_RAM;
 	if (rc < 0 && (old & PTE_FILECOPY)) {
 		/* Only a copy was lost: the file still has the page. */
@@ -264,12 +279,12 @@ static int swap_in_one(struct handler *h, struct upg_region *r, uint64_t idx,
 			 strerror(-rc));
 		store_free(rt->store, pte_payload(old));
 		*kind = UPG_FAULT_FILE;
-		return file_fault(&h->fio, r, idx, e, pte_make(PTE_FILE, 0, 0),
+		return file_fault(&c->fio, r, idx, e, pte_make(PTE_FILE, 0, 0),
 				  false);
 	}
 	if (rc < 0)
 		return swap_lost(r, idx, e, old, rc);
-	return swap_install(r, idx, e, old, h->bounce);
+	return swap_install(r, idx, e, old, c->bounce);
 }
 
 /*
@@ -277,7 +292,7 @@ static int swap_in_one(struct handler *h, struct upg_region *r, uint64_t idx,
  * together, each installed as swap_install does.  A cluster page that did
  * not come stays stored: its own fault fetches it, or reports it lost.
  */
-static int swap_in(struct handler *h, struct upg_region *r, uint64_t idx,
+static int swap_in(struct fault_ctx *c, struct upg_region *r, uint64_t idx,
 		   _Atomic pte_t *e, pte_t old, int *kind)
 {
 	_Atomic pte_t *ents[FILL_MAX_PAGES] = { e };
@@ -292,21 +307,21 @@ static int swap_in(struct handler *h, struct upg_region *r, uint64_t idx,
 		n = 1;
 	}
 	if (n == 1)
-		return swap_in_one(h, r, idx, e, old, kind);
+		return swap_in_one(c, r, idx, e, old, kind);
 	for (unsigned i = 0; i < n; i++)
 		handles[i] = pte_payload(olds[i]);
-	store_get_ahead(r->rt->store, handles, n, h->bounce, res);
+	store_get_ahead(r->rt->store, handles, n, c->bounce, res);
 	*kind = res[0] == 0 ? UPG_FAULT_SWAPIN_RAM : UPG_FAULT_SWAPIN_DISK;
 	if (res[0] >= 0)
-		rc = swap_install(r, idx, e, old, h->bounce);
+		rc = swap_install(r, idx, e, old, c->bounce);
 	else if (res[0] == -EIO || res[0] == -EBADMSG)
 		rc = swap_lost(r, idx, e, old, res[0]);
 	else	/* not fetched with the others: on its own, as ever */
-		rc = swap_in_one(h, r, idx, e, old, kind);
+		rc = swap_in_one(c, r, idx, e, old, kind);
 	for (unsigned i = 1; i < n; i++) {
 		if (res[i] >= 0) {
 			swap_install(r, page[i], ents[i], olds[i],
-				     (char *)h->bounce + i * PAGE_SIZE);
+				     (char *)c->bounce + i * PAGE_SIZE);
 			COUNT(r, swapin_clustered, 1);
 		} else {
 			pte_unlock(ents[i], olds[i]);
@@ -322,21 +337,21 @@ static int swap_in(struct handler *h, struct upg_region *r, uint64_t idx,
  * through its region is copied.  Entry locked by the caller, unlocked
  * here; -EAGAIN when the source page is busy (retry later).
  */
-static int clone_fault(struct handler *h, struct upg_region *r, uint64_t idx,
-		       _Atomic pte_t *e, bool write, int *kind)
+static int clone_fault(struct fault_ctx *c, struct upg_region *r,
+		       uint64_t idx, _Atomic pte_t *e, bool write, int *kind)
 {
 	struct upg_runtime *rt = r->rt;
-	const void *src = h->bounce;
+	const void *src = c->bounce;
 	uint64_t handle;
 	int rc;
 
 	*kind = write ? UPG_FAULT_ZERO_WRITE : UPG_FAULT_ZERO_READ;
-	switch (snap_origin_page(r, idx, h->bounce, &handle)) {
+	switch (snap_origin_page(r, idx, c->bounce, &handle)) {
 	case ORIGIN_BUSY:
 		pte_unlock(e, PTE_EMPTY);
 		return -EAGAIN;
 	case ORIGIN_STORED:
-		return swap_in_one(h, r, idx, e,
+		return swap_in_one(c, r, idx, e,
 				   pte_make(PTE_STORED, 0, handle), kind);
 	case ORIGIN_LOST:
 		pte_unlock(e, pte_make(PTE_POISONED, 0, 0));
@@ -412,32 +427,28 @@ static int wp_fault(struct upg_region *r, uint64_t idx, bool *defer)
 	return rc;
 }
 
-enum resolve_result { RESOLVED, DEFER };
-
-static enum resolve_result resolve(struct handler *h, struct upg_region *r,
-				   const struct fault *f)
+static enum fault_result resolve(struct fault_ctx *c, struct upg_region *r,
+				 uintptr_t addr, bool write, bool wp, uint64_t t0)
 {
 	struct upg_runtime *rt = r->rt;
-	uintptr_t addr = page_align_down(f->msg.arg.pagefault.address);
-	uint64_t flags = f->msg.arg.pagefault.flags;
-	bool write = flags & UFFD_PAGEFAULT_FLAG_WRITE;
 	uint64_t idx = (addr - r->start) >> PAGE_SHIFT;
+	enum fault_result res = FAULT_DONE;
 	_Atomic pte_t *e;
 	pte_t old;
 	int kind, rc = 0;
 
-	if (flags & UFFD_PAGEFAULT_FLAG_WP) {
+	if (wp) {
 		bool again = false;
 
 		rc = wp_fault(r, idx, &again);
 		if (again)
-			return DEFER;
+			return FAULT_BUSY;
 		kind = UPG_FAULT_WP;
 		goto out;
 	}
 	e = pt_entry(&r->pt, idx, true);
 	if (!e || !pte_trylock(e, &old))
-		return DEFER;	/* no memory for a leaf yet, or BUSY */
+		return FAULT_BUSY;	/* no memory for a leaf yet, or BUSY */
 	if ((old & PTE_FILECOPY) && !file_copy_fresh(r, idx)) {
 		/* Truncated under the copy: the file says what is there. */
 		store_free(rt->store, pte_payload(old));
@@ -445,15 +456,15 @@ static enum resolve_result resolve(struct handler *h, struct upg_region *r,
 	}
 	if (file_serves(r, old)) {
 		kind = UPG_FAULT_FILE;
-		rc = file_fault(&h->fio, r, idx, e, old, write);
+		rc = file_fault(&c->fio, r, idx, e, old, write);
 		goto out;
 	}
 	switch (pte_state(old)) {
 	case PTE_EMPTY:
 		if (r->snap.origin) {
-			rc = clone_fault(h, r, idx, e, write, &kind);
+			rc = clone_fault(c, r, idx, e, write, &kind);
 			if (rc == -EAGAIN)
-				return DEFER;
+				return FAULT_BUSY;
 			break;
 		}
 		snap_preserve(r, idx, old);	/* snapshots keep zeros */
@@ -461,7 +472,7 @@ static enum resolve_result resolve(struct handler *h, struct upg_region *r,
 		rc = write ? zero_write(r, idx) : zero_read(r, idx);
 		break;
 	case PTE_STORED:
-		rc = swap_in(h, r, idx, e, old, &kind);
+		rc = swap_in(c, r, idx, e, old, &kind);
 		break;
 	case PTE_ZERO:
 	case PTE_RESIDENT:
@@ -470,22 +481,46 @@ static enum resolve_result resolve(struct handler *h, struct upg_region *r,
 		break;
 	default:
 		/* POISONED, or a state this build cannot serve: the thread
-		 * gets SIGBUS, never wrong data. */
+		 * gets SIGBUS, never wrong data.  EEXIST: the marker was
+		 * there (a thread resolving its own fault is back at it, the
+		 * kernel having raised BUS_ADRERR for it). */
 		pte_unlock(e, pte_with_state(old, PTE_POISONED));
 		rc = uffd_poison(rt->uffd, (void *)addr, PAGE_SIZE);
-		COUNT(r, poisoned, 1);
+		if (rc != -EEXIST)
+			COUNT(r, poisoned, 1);
 		kind = write ? UPG_FAULT_ZERO_WRITE : UPG_FAULT_ZERO_READ;
+		res = FAULT_POISONED;
 		break;
 	}
 out:
 	if (rc < 0 && rc != -EEXIST) {
-		/* Left alone, the thread would wait for ever. */
+		/* Left alone, the thread would wait (or fault) for ever. */
 		log_error("fault at %p not resolved (%s): the thread gets "
 			  "SIGBUS", (void *)addr, strerror(-rc));
-		fail_fault(rt, addr, flags & UFFD_PAGEFAULT_FLAG_WP);
+		if (fail_fault(rt, addr, wp))
+			res = FAULT_POISONED;
 	}
-	fault_account(rt, r, kind, now_ns() - f->t0);
-	return RESOLVED;
+	fault_account(rt, r, kind, now_ns() - t0);
+	return res;
+}
+
+enum fault_result fault_serve(struct fault_ctx *c, struct upg_region *r,
+			      uintptr_t addr, bool write, bool wp, uint64_t t0)
+{
+	enum fault_result res;
+
+	/* Failed closed (failsafe.h): answered, not served, in either
+	 * mode. */
+	if (runtime_failed(r->rt))
+		return fail_fault(r->rt, addr, wp) ? FAULT_POISONED
+						   : FAULT_DONE;
+	/* Closed while a snapshot is taken, dropped or restored: the fault
+	 * waits until the gate opens. */
+	if (!snap_gate_enter(r))
+		return FAULT_GATED;
+	res = resolve(c, r, page_align_down(addr), write, wp, t0);
+	snap_gate_exit(r);
+	return res;
 }
 
 static void defer(struct handler *h, const struct fault *f)
@@ -506,7 +541,7 @@ static bool handle(struct handler *h, const struct fault *f)
 {
 	struct upg_runtime *rt = h->rt;
 	uintptr_t addr = f->msg.arg.pagefault.address;
-	enum resolve_result res;
+	uint64_t flags = f->msg.arg.pagefault.flags;
 	struct upg_region *r;
 
 	if (f->msg.event != UFFD_EVENT_PAGEFAULT)
@@ -527,13 +562,10 @@ static bool handle(struct handler *h, const struct fault *f)
 		uffd_wake(rt->uffd, (void *)page_align_down(addr), PAGE_SIZE);
 		return true;
 	}
-	/* Closed while a snapshot is taken, dropped or restored: the thread
-	 * sleeps on and is woken when the gate opens. */
-	if (!snap_gate_enter(r))
-		return true;
-	res = resolve(h, r, f);
-	snap_gate_exit(r);
-	if (res == DEFER)
+	/* FAULT_GATED: the thread sleeps on and is woken when the snapshot
+	 * gate opens (gate_open). */
+	if (fault_serve(&h->ctx, r, addr, flags & UFFD_PAGEFAULT_FLAG_WRITE,
+			flags & UFFD_PAGEFAULT_FLAG_WP, f->t0) == FAULT_BUSY)
 		defer(h, f);
 	return true;
 }
@@ -689,8 +721,7 @@ int handlers_start(struct upg_runtime *rt)
 		struct handler *h = &rt->handlers[i];
 
 		h->rt = rt;
-		h->bounce = mem_alloc(BOUNCE_BYTES);
-		if (!h->bounce) {
+		if (fault_ctx_init(&h->ctx)) {
 			handlers_stop(rt);
 			return -ENOMEM;
 		}
@@ -715,6 +746,8 @@ int handlers_start(struct upg_runtime *rt)
  */
 void handlers_stop(struct upg_runtime *rt)
 {
+	if (!rt->handlers)
+		return;
 	atomic_store(&rt->stopping, true);
 	for (unsigned i = 0; i < rt->nhandlers; i++) {
 		(void)*(volatile char *)rt->doorbell;
@@ -722,10 +755,8 @@ void handlers_stop(struct upg_runtime *rt)
 	}
 	for (unsigned i = 0; i < rt->nhandlers; i++)
 		pthread_join(rt->handlers[i].thread, NULL);
-	for (unsigned i = 0; i < rt->opts.handlers; i++) {
-		mem_free(rt->handlers[i].bounce, BOUNCE_BYTES);
-		file_io_destroy(rt->handlers[i].fio);
-	}
+	for (unsigned i = 0; i < rt->opts.handlers; i++)
+		fault_ctx_fini(&rt->handlers[i].ctx);
 	rt->nhandlers = 0;
 	mem_free(rt->handlers, rt->opts.handlers * sizeof(struct handler));
 	rt->handlers = NULL;

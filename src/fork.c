@@ -422,8 +422,7 @@ static int rebuild(struct upg_runtime *rt)
 	rt->evictor = NULL;
 	rt->store = NULL;
 	munmap((void *)rt->zero_src, ZERO_MAX_PAGES * PAGE_SIZE);
-	err = uffd_open(&rt->uffd, &rt->features, rt->opts.user_mode_only,
-			&rt->user_only);
+	err = runtime_uffd_open(rt);
 	if (!err)
 		err = map_private_pages(rt);
 	if (!err)
@@ -463,11 +462,12 @@ int upg_fork_child(struct upg_runtime *rt)
 		for (size_t i = 0; i < rt->nregions; i++)
 			pt_walk(&rt->regions[i]->pt, 0, rt->regions[i]->npages,
 				repair_leaf, rt->regions[i]);
-		err = handlers_start(rt);
+		err = resolvers_start(rt);
 	}
 	if (!err)
 		err = evictor_start(rt);
-	if (!err)
+	/* UPAGER_RESOLVE=thread: new threads serve their own faults. */
+	if (!err && rt->opts.resolve != UPG_RESOLVE_THREAD)
 		assist_until_up(rt);
 	if (!err)
 		publish_fork_child(rt);

@@ -16,6 +16,7 @@
 #include "pagemap.h"
 #include "publish.h"
 #include "runtime.h"
+#include "sigbus.h"
 #include "store.h"
 #include "uffd.h"
 #include "util.h"
@@ -147,6 +148,35 @@ int store_start(struct upg_runtime *rt)
 	return err;
 }
 
+int runtime_uffd_open(struct upg_runtime *rt)
+{
+	uint64_t want = UFFD_WANTED_FEATURES;
+
+	if (rt->opts.resolve == UPG_RESOLVE_THREAD)
+		want |= UFFD_FEATURE_SIGBUS;
+	return uffd_open(&rt->uffd, want, &rt->features,
+			 rt->opts.user_mode_only, &rt->user_only);
+}
+
+/*
+ * UPAGER_RESOLVE=thread starts no handler thread: with UFFD_FEATURE_SIGBUS
+ * the kernel queues no fault message, and upager asks for no events
+ * (uffd.h), so one would have nothing to read.  The evictor is started
+ * either way.
+ */
+int resolvers_start(struct upg_runtime *rt)
+{
+	if (rt->opts.resolve == UPG_RESOLVE_THREAD)
+		return sigbus_start(rt);
+	return handlers_start(rt);
+}
+
+void resolvers_stop(struct upg_runtime *rt)
+{
+	sigbus_stop(rt);
+	handlers_stop(rt);
+}
+
 #define HIST_BYTES (UPG_FAULT_NKINDS * sizeof(struct hist))
 
 /*
@@ -216,17 +246,15 @@ int upg_runtime_create(const struct upg_options *opts,
 	if (!err)
 		err = store_start(rt);
 	if (!err)
-		err = uffd_open(&rt->uffd, &rt->features,
-				rt->opts.user_mode_only, &rt->user_only);
+		err = runtime_uffd_open(rt);
 	if (!err)
 		err = map_private_pages(rt);
 	if (!err)
-		err = handlers_start(rt);
+		err = resolvers_start(rt);
 	if (!err)
 		err = evictor_start(rt);
 	if (err) {
-		if (rt->nhandlers)
-			handlers_stop(rt);
+		resolvers_stop(rt);
 		runtime_free(rt);
 		return err;
 	}
@@ -300,7 +328,7 @@ void upg_runtime_destroy(struct upg_runtime *rt)
 			 "they were destroyed and their memory unmapped",
 			 alive);
 	evictor_stop(rt);
-	handlers_stop(rt);
+	resolvers_stop(rt);
 	runtime_free(rt);
 }
 

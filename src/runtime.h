@@ -70,6 +70,7 @@ struct upg_region {
 struct handler;
 struct evictor;
 struct store;
+struct sigbus_pool;
 
 struct upg_runtime {
 	int uffd;
@@ -89,6 +90,9 @@ struct upg_runtime {
 
 	struct handler *handlers;
 	unsigned nhandlers;
+	/* UPAGER_RESOLVE=thread: no handler threads; faulting threads borrow
+	 * a fault context from here (sigbus.c). */
+	struct sigbus_pool *sigbus;
 	_Atomic bool stopping;
 	/* A thread of ours stopped unasked: faults get SIGBUS (failsafe.h). */
 	_Atomic bool failed;
@@ -139,10 +143,50 @@ size_t regions_destroy_all(struct upg_runtime *rt);
 int map_private_pages(struct upg_runtime *rt);
 /* Create rt->store when the options set a budget. */
 int store_start(struct upg_runtime *rt);
+/* Open rt->uffd with the features rt's options need (UFFD_FEATURE_SIGBUS
+ * for UPAGER_RESOLVE=thread); fork.c opens the child's with it. */
+int runtime_uffd_open(struct upg_runtime *rt);
+/* Start whatever resolves rt's faults: handler threads, or for
+ * UPAGER_RESOLVE=thread the SIGBUS handler (sigbus.h); stop undoes it. */
+int resolvers_start(struct upg_runtime *rt);
+void resolvers_stop(struct upg_runtime *rt);
 
 /* fault.c */
 int handlers_start(struct upg_runtime *rt);
 void handlers_stop(struct upg_runtime *rt);
+
+/* What a resolver owns while it serves a fault: each handler thread has
+ * one; a thread resolving its own fault borrows one (sigbus.c). */
+struct file_io;
+struct fault_ctx {
+	void *bounce;		/* FILL_MAX_PAGES pages stored pages are read
+				 * into */
+	struct file_io *fio;	/* file reads (file.c), made on first use */
+};
+/* 0, or -ENOMEM. */
+int fault_ctx_init(struct fault_ctx *c);
+void fault_ctx_fini(struct fault_ctx *c);
+
+enum fault_result {
+	FAULT_DONE,	/* resolved; or poisoned, and the access gets SIGBUS */
+	FAULT_BUSY,	/* its entry is BUSY (another resolver, the evictor):
+			 * serve it again shortly */
+	FAULT_GATED,	/* a snapshot of r is being taken, dropped or
+			 * restored: again once its gate opens */
+	FAULT_POISONED,	/* the page is poisoned: the access gets SIGBUS,
+			 * which is the program's */
+};
+
+/*
+ * Serve a fault at addr of r, from the software page table: the one
+ * decision both resolvers make, handler threads (uffd messages) and
+ * faulting threads (sigbus.c).  `write`: a write access; `wp`: a
+ * write-protect fault; t0: when it was taken (its latency is counted).
+ * Caller holds rt->regions_lock for reading.  Takes no lock the program
+ * can hold and touches no managed memory.
+ */
+enum fault_result fault_serve(struct fault_ctx *c, struct upg_region *r,
+			      uintptr_t addr, bool write, bool wp, uint64_t t0);
 
 /* Count a fault of `kind` in the region and the runtime, with its latency. */
 void fault_account(struct upg_runtime *rt, struct upg_region *r, int kind,

@@ -349,6 +349,22 @@ static void wait_main(bool held)
 		sleep(1);
 }
 
+/*
+ * End the process in the program's place.  Its atexit handlers and
+ * destructors run here and may touch managed memory: with
+ * UPAGER_RESOLVE=thread this thread then resolves its own faults, in the
+ * SIGBUS handler, which a blocked SIGBUS would never reach.
+ */
+static _Noreturn void exit_for_program(void)
+{
+	sigset_t bus;
+
+	sigemptyset(&bus);
+	sigaddset(&bus, SIGBUS);
+	pthread_sigmask(SIG_UNBLOCK, &bus, NULL);
+	exit(0);
+}
+
 /* arg: whether the main thread holds main_alive. */
 static void *watch_main(void *arg)
 {
@@ -359,7 +375,7 @@ static void *watch_main(void *arg)
 	for (;;) {
 		t = program_thread();
 		if (t == 0)
-			exit(0);
+			exit_for_program();
 		if (t > 0) {
 			wait_exit(t);
 		} else if (t == -EAGAIN) {

@@ -120,7 +120,8 @@ static int open_raw(bool user_ok, bool *user_only)
 	return fd == -ENOSYS ? -EPERM : fd;
 }
 
-int uffd_open(int *fdp, uint64_t *features, bool user_ok, bool *user_only)
+int uffd_open(int *fdp, uint64_t want, uint64_t *features, bool user_ok,
+	      bool *user_only)
 {
 	uint64_t avail = 0;
 	int fd, err;
@@ -139,7 +140,7 @@ int uffd_open(int *fdp, uint64_t *features, bool user_ok, bool *user_only)
 	fd = open_raw(user_ok, user_only);
 	if (fd < 0)
 		return fd;
-	err = handshake(fd, avail & UFFD_WANTED_FEATURES, features);
+	err = handshake(fd, avail & want, features);
 	if (err < 0) {
 		log_error("userfaultfd API handshake failed: %s", strerror(-err));
 		close(fd);

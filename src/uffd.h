@@ -81,14 +81,16 @@ struct uffdio_move {
 
 /*
  * Open a userfaultfd (the syscall, then /dev/userfaultfd) and do the API
- * handshake asking for UFFD_WANTED_FEATURES & what the kernel offers.
+ * handshake asking for `want` (UFFD_WANTED_FEATURES, and UFFD_FEATURE_SIGBUS
+ * when faulting threads resolve their own faults) & what the kernel offers.
  * Sets *fd and *features (what the kernel granted).  If both are refused
  * and user_ok, opens a user-mode-only one (UFFD_USER_MODE_ONLY, which
  * needs no privilege) and sets *user_only: faults the kernel takes in
  * system calls are then not reported to us, the call fails with EFAULT.
  * On failure, the thread's last error says why and what to change.
  */
-int uffd_open(int *fd, uint64_t *features, bool user_ok, bool *user_only);
+int uffd_open(int *fd, uint64_t want, uint64_t *features, bool user_ok,
+	      bool *user_only);
 
 /* How each way of opening fares for this process (upager-run --check):
  * 0 or -errno each; features: what UFFDIO_API offers on the first kind

@@ -3,7 +3,7 @@
 """Run a mode of tests/lifecycle.c plainly, then with upager, and compare.
 
     run_lifecycle.py MODE PROGRAM --upager-run UPAGER_RUN
-    run_lifecycle.py MODE PROGRAM --embedded EMBEDDED_PROGRAM
+    run_lifecycle.py MODE PROGRAM --embedded EMBEDDED_PROGRAM [--resolve thread]
 
 PROGRAM must exit 0 plainly.  With upager (PROGRAM under upager-run, or
 the embedded build, which creates its own runtime), without a budget and
@@ -47,6 +47,7 @@ def evictions(stats):
 
 def main():
     mode, prog, how, tool = sys.argv[1:5]
+    resolve = sys.argv[6] if sys.argv[5:6] == ["--resolve"] else None
     # Only the options this test sets: not the caller's.
     env = {k: v for k, v in os.environ.items() if not k.startswith("UPAGER_")}
     rc, want, err = run([prog, mode], env)
@@ -62,6 +63,8 @@ def main():
         else:
             argv = [tool, mode]
             e["UPAGER_STATS"] = "stderr"
+            if resolve:
+                e["UPAGER_RESOLVE"] = resolve
             if budget:
                 e["UPAGER_MEM_LIMIT"] = budget
         rc, out, err = run(argv, e)

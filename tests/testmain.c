@@ -11,10 +11,19 @@
 
 #include "testlib.h"
 
+/* UPAGER_TEST_RESOLVE=thread runs a program's tests with faults resolved
+ * in the faulting thread (meson.build). */
 struct upg_runtime *test_runtime_opts(const struct upg_options *o)
 {
+	const char *resolve = getenv("UPAGER_TEST_RESOLVE");
+	struct upg_options tmp = *o;
 	struct upg_runtime *rt = NULL;
-	int err = upg_runtime_create(o, &rt);
+	int err;
+
+	if (resolve)
+		ck_assert_int_eq(upg_options_set(&tmp, "UPAGER_RESOLVE",
+						 resolve), 0);
+	err = upg_runtime_create(&tmp, &rt);
 
 	ck_assert_msg(err == 0, "upg_runtime_create: %s (%s)", strerror(-err),
 		      upg_last_error());

@@ -232,6 +232,10 @@ int check_run(const struct upg_options *o, const char *program, FILE *f)
 	feature_findings(&r, a.features);
 	io_uring_findings(&r);
 	swap_findings(&r, o);
+	if (o->resolve == UPG_RESOLVE_THREAD)
+		say(&r, "no", "UPAGER_RESOLVE=thread: not for preload mode "
+		    "(system calls given a page not in memory would fail with "
+		    "EFAULT); unset it or set it to 'handler'");
 	if (program)
 		program_findings(&r, program);
 	if (r.no)

@@ -149,6 +149,28 @@ static void find_lib(char *out, size_t len)
 	die_usage("cannot find %s (set UPAGER_PRELOAD_LIB)", LIB_NAME);
 }
 
+/*
+ * UPAGER_RESOLVE=thread cannot be had here: faults are then resolved in
+ * the faulting thread, and the kernel's own accesses to a page not in
+ * memory fail with EFAULT instead of waiting for it.  A program that
+ * does not know it is managed hands its heap to the kernel all the time
+ * (read(2) into a malloc'd buffer, a futex in a heap object).  The value
+ * was checked with the others (upg_options_from_env).
+ */
+static void refuse_thread_mode(const struct upg_options *o)
+{
+	if (o->resolve != UPG_RESOLVE_THREAD)
+		return;
+	fprintf(stderr,
+		"upager-run: UPAGER_RESOLVE=%s is not accepted: with faults "
+		"resolved in the faulting thread, system calls that read or "
+		"write a page not in memory fail with EFAULT, and an unmodified "
+		"program passes its heap to such calls; only programs written "
+		"for it (the upager API) can use it. Unset UPAGER_RESOLVE or "
+		"set it to 'handler'.\n", getenv("UPAGER_RESOLVE"));
+	exit(EXIT_FAIL);
+}
+
 /* Ours first, then whatever the user preloads already. */
 static void set_preload(const char *lib)
 {
@@ -261,6 +283,7 @@ int main(int argc, char **argv)
 		check_dir(swap_dir);
 	if (optind >= argc)
 		die_usage("%s", "no program to run");
+	refuse_thread_mode(&o);
 	if (json) {
 		set_option(&o, "UPAGER_STATS_FORMAT", "json");
 		stats = stats ? stats : "stderr";

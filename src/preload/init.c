@@ -190,6 +190,15 @@ static int start(void)
 		pl_say("upager: %s runs unmanaged", program_invocation_short_name);
 		return -EINVAL;
 	}
+	/* A program's heap goes to the kernel (read(2), futexes), which
+	 * would get EFAULT on pages not in memory (upager.h). */
+	if (o.resolve == UPG_RESOLVE_THREAD) {
+		pl_say("upager: UPAGER_RESOLVE=thread is for programs written "
+		       "for it, not preload (system calls on a page not in "
+		       "memory would fail with EFAULT): %s runs unmanaged",
+		       program_invocation_short_name);
+		return -EINVAL;
+	}
 	/* The program may hand the heap to the kernel (read(2) into a
 	 * malloc'd buffer): only the full kind serves that. */
 	if (o.user_mode_only)
