@@ -42,14 +42,19 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 }
 
 /* String options are pointers: equal when their strings are. */
+static void same_string(const char **a, const char *b)
+{
+	FUZZ_ASSERT(!*a == !b);
+	FUZZ_ASSERT(!*a || strcmp(*a, b) == 0);
+	*a = b;
+}
+
 static void same_options(struct upg_options a, struct upg_options b)
 {
-	FUZZ_ASSERT(!a.swap_dir == !b.swap_dir);
-	FUZZ_ASSERT(!a.stats_path == !b.stats_path);
-	FUZZ_ASSERT(!a.swap_dir || strcmp(a.swap_dir, b.swap_dir) == 0);
-	FUZZ_ASSERT(!a.stats_path || strcmp(a.stats_path, b.stats_path) == 0);
-	a.swap_dir = b.swap_dir;
-	a.stats_path = b.stats_path;
+	same_string(&a.swap_dir, b.swap_dir);
+	same_string(&a.stats_path, b.stats_path);
+	same_string(&a.stats_dir, b.stats_dir);
+	same_string(&a.remote, b.remote);
 	FUZZ_ASSERT(memcmp(&a, &b, sizeof(a)) == 0);
 }
 
