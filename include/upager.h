@@ -159,7 +159,8 @@ struct upg_options {
 				    * managed, 0 = none (UPAGER_PRELOAD_MIN_MMAP) */
 	uint32_t ram_tier;	/* percent of mem_limit the compressed RAM tier
 				 * may hold before pages go to the swap file,
-				 * 0..90, default 25 (UPAGER_RAM_TIER) */
+				 * at least (see ram_tier_max); 0..90,
+				 * default 25 (UPAGER_RAM_TIER) */
 	uint32_t user_mode_only; /* 1: accept a user-mode-only userfaultfd
 				  * when the full kind is refused; 0 or 1,
 				  * default 0 (UPAGER_USER_MODE_ONLY).  See
@@ -202,7 +203,12 @@ struct upg_options {
 	 */
 	uint32_t encrypt;
 	int32_t resolve;	/* enum upg_resolve (UPAGER_RESOLVE) */
-	uint32_t reserved_u32c;
+	uint32_t ram_tier_max;	/* percent of mem_limit the RAM tier may grow
+				 * to while swap-ins from the swap file (or
+				 * the cluster) are common and pages compress
+				 * well, shrinking back to ram_tier when they
+				 * are not; at most ram_tier: fixed; 0..90,
+				 * default 50 (UPAGER_RAM_TIER_MAX) */
 	uint64_t reserved[4];	/* zero; room to grow */
 };
 
@@ -721,6 +727,12 @@ struct upg_stats {
 	uint64_t remote_rounds;		/* network round trips, all calls */
 	uint64_t remote_lost;		/* objects no copy of came back */
 	uint64_t seal_errors;		/* sealed objects that did not open */
+	uint64_t store_promoted;	/* stored copies of clean pages
+					 * evicted brought back from the swap
+					 * file into the RAM tier */
+	uint64_t store_ram_limit;	/* what the RAM tier may hold now
+					 * (UPAGER_RAM_TIER..._MAX of the
+					 * budget, adapted) */
 };
 
 /* Name of a fault kind ("zero_read", ...), or "?" if out of range. */

@@ -26,6 +26,7 @@
 #include "runtime.h"
 #include "store.h"
 #include "thread.h"
+#include "tier.h"
 #include "uffd.h"
 #include "util.h"
 
@@ -84,6 +85,7 @@ struct evictor {
 	struct ghost ghosts[GHOSTS];
 	struct zap_batch zap;		/* the evictor thread's */
 	char copy[PAGE_SIZE];		/* a page read to be kept */
+	struct tier tier;		/* the RAM tier's share (tier.h) */
 	/* Thrashing detection over one-second windows. */
 	_Atomic uint64_t win_start, win_swapins, win_refaults;
 };
@@ -450,6 +452,25 @@ static void keep_copy(struct upg_runtime *rt, struct evictor *ev,
 }
 
 /*
+ * A clean page about to be dropped whose stored copy is on the swap file,
+ * while the RAM tier has room (it grows for programs that read much from
+ * disk, tier.h): store it again in the RAM tier, so its next swap-in reads
+ * no disk.  Costs a compression here, in the evictor, instead of a disk
+ * read in a fault.  The page is read through /proc/self/mem (as keep_copy
+ * does); it cannot change meanwhile: it is write-protected and its entry
+ * is ours (BUSY) until the batch's zap.
+ */
+static void promote(struct upg_runtime *rt, struct evictor *ev, void *addr,
+		    uint64_t handle)
+{
+	if (ev->memfd < 0 || !store_promotable(rt->store, handle))
+		return;
+	if (pread(ev->memfd, ev->copy, PAGE_SIZE, (off_t)(uintptr_t)addr) ==
+	    PAGE_SIZE)
+		store_promote(rt->store, handle, ev->copy);
+}
+
+/*
  * A page shared copy-on-write with a forked child cannot be moved out (MOVE
  * wants it exclusive; a DMA-pinned page is never shared, fork copies those).
  * Copy it instead: write-protect it, so that a write now faults and waits
@@ -606,6 +627,7 @@ static int evict_one(struct upg_runtime *rt, struct upg_region *r,
 	}
 	if (old & PTE_CACHED) {
 		swapcopy_dropped(&r->swapcopy);
+		promote(rt, rt->evictor, addr, pte_payload(old));
 		/* Clean: installed write-protected with its stored copy and
 		 * not written since (a write would have cleared CACHED under
 		 * BUSY first), so no write can land before the batch's zap. */
@@ -779,6 +801,8 @@ static void *evictor_main(void *arg)
 		pthread_mutex_unlock(&ev->lock);
 		pthread_rwlock_rdlock(&rt->regions_lock);
 		sync_written(rt);
+		if (rt->store)
+			tier_adapt(&ev->tier, rt->store);
 		if (budget_usage(rt) > ev->high || atomic_load(&ev->kicked))
 			evict_round(rt, ev);
 		pthread_rwlock_unlock(&rt->regions_lock);
@@ -811,6 +835,7 @@ int evictor_start(struct upg_runtime *rt)
 	ev->limit = limit;
 	ev->high = limit - limit / 8;
 	ev->low = limit - limit / 4;
+	tier_init(&ev->tier, &rt->opts);
 	/* The staging page must look like region memory to UFFDIO_MOVE:
 	 * same protections, registered with the same userfaultfd. */
 	ev->staging = mmap(NULL, BATCH * PAGE_SIZE, PROT_READ | PROT_WRITE,

@@ -18,6 +18,7 @@
 #include "runtime.h"
 #include "sigbus.h"
 #include "store.h"
+#include "tier.h"
 #include "uffd.h"
 #include "util.h"
 
@@ -109,17 +110,20 @@ static void unmap_private_pages(struct upg_runtime *rt)
 
 /*
  * With a budget, pages go to a store whose RAM tier takes up to
- * UPAGER_RAM_TIER percent of it (a quarter by default); resident pages
- * have the rest, and all of it while the tier is empty.  A bigger tier
- * turns disk reads into RAM-tier swap-ins but leaves fewer pages resident,
- * so more accesses fault: it pays where a fault costs much less than a
- * disk read (README, "Budget and swap store", has the measurements).
+ * UPAGER_RAM_TIER percent of it at first (a quarter by default), and
+ * between that and UPAGER_RAM_TIER_MAX as the evictor adapts it (tier.h);
+ * resident pages have the rest, and all of it while the tier is empty.  A
+ * bigger tier turns disk reads into RAM-tier swap-ins but leaves fewer
+ * pages resident, so more accesses fault: it pays where a fault costs much
+ * less than a disk read (README, "Budget and swap store", has the
+ * measurements).
  */
 int store_start(struct upg_runtime *rt)
 {
 	struct store_config cfg = {
 		.codec = rt->opts.codec,
 		.ram_limit = rt->opts.mem_limit / 100 * rt->opts.ram_tier,
+		.ram_max = tier_max(&rt->opts),
 		.swap_dir = rt->swap_dir,
 		.swap_size = rt->opts.swap_size,
 		.drop = file_copy_drop,
@@ -379,6 +383,8 @@ int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 		tmp.remote_rounds = ss.remote.rounds;
 		tmp.remote_lost = ss.remote_lost;
 		tmp.seal_errors = ss.seal_errors;
+		tmp.store_promoted = ss.promoted;
+		tmp.store_ram_limit = store_ram_limit(rt->store);
 	}
 	/* Only now touch the caller's memory: it may be managed. */
 	memcpy(st, &tmp, sizeof(tmp));

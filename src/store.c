@@ -120,7 +120,11 @@ struct store {
 
 	struct seg *segs;
 	uint32_t nsegs, free_seg;
-	uint32_t fifo_head, fifo_tail, fifo_count, ram_cap;
+	uint32_t fifo_head, fifo_tail, fifo_count;
+	/* Segments the RAM FIFO may hold: moved within [0, ram_cap_max] by
+	 * store_set_ram_limit (the evictor) while writers read it. */
+	_Atomic uint32_t ram_cap;
+	uint32_t ram_cap_max;
 	uint32_t open, dopen;	/* put_lock */
 	bool in_gc;		/* put_lock */
 
@@ -129,6 +133,7 @@ struct store {
 
 	uint64_t objects, bytes_in, bytes_stored, raw_pages;
 	uint64_t ram_bytes, disk_bytes, file_bytes, compactions;
+	uint64_t promoted;	/* objects brought back to RAM (lock) */
 	uint64_t copies, dropped;
 	uint64_t ram_objects, disk_objects;
 	_Atomic uint64_t reads_ram, reads_disk, io_errors, checksum_errors;
@@ -869,7 +874,8 @@ static long open_room(struct store *st, size_t len)
 		return pos;
 	/* A write-out failed last time: do not grow the RAM tier further
 	 * until it succeeds. */
-	err = shrink_ram(st, st->ram_cap);
+	err = shrink_ram(st, atomic_load_explicit(&st->ram_cap,
+						  memory_order_relaxed));
 	if (err)
 		return err;
 	buf = mem_alloc(SEG_SIZE);
@@ -884,7 +890,8 @@ static long open_room(struct store *st, size_t len)
 		return -ENOSPC;
 	}
 	/* Errors here are retried by the next seal, above. */
-	err = shrink_ram(st, st->ram_cap);
+	err = shrink_ram(st, atomic_load_explicit(&st->ram_cap,
+						  memory_order_relaxed));
 	if (err && err != -ENOSPC)
 		log_warn("store: RAM tier over its limit: %s", strerror(-err));
 	return 0;
@@ -957,7 +964,7 @@ int store_put(struct store *st, const void *page, uint64_t *handle)
 int store_put_copy(struct store *st, const void *page, void *owner,
 		   uint64_t *handle)
 {
-	if (!st->drop || !st->ram_cap || !owner)
+	if (!st->drop || !st->ram_cap_max || !owner)
 		return -EOPNOTSUPP;
 	return put(st, page, owner, handle);
 }
@@ -1299,6 +1306,78 @@ void store_ref(struct store *st, uint64_t handle)
 			 (unsigned long long)handle);
 }
 
+bool store_promotable(struct store *st, uint64_t handle)
+{
+	struct obj *o;
+	bool far;
+
+	if (store_ram_bytes(st) + 2 * SEG_SIZE > store_ram_limit(st))
+		return false;
+	rdlock(st);
+	o = obj_lookup(st, handle);
+	far = o && !o->owner && o->seg != SEG_REMOTE &&
+	      seg_of(st, o->seg)->state == SEG_DISK;
+	unlock(st);
+	return far;
+}
+
+/* Take the object out of its disk segment, to be placed anew; a segment
+ * left empty frees its slot.  lock held for writing. */
+static void leave_disk(struct store *st, struct obj *o)
+{
+	struct seg *s = seg_of(st, o->seg);
+
+	live_add(st, s, -(int64_t)o->len, -1);
+	if (s->live == 0)
+		seg_release(st, o->seg);
+}
+
+int store_promote(struct store *st, uint64_t handle, const void *page)
+{
+	uint32_t idx = (uint32_t)handle, csum, from;
+	struct obj *o;
+	const void *src;
+	size_t len;
+	long pos;
+	int err = 0;
+
+	pthread_mutex_lock(&st->put_lock);
+	rdlock(st);
+	o = obj_lookup(st, handle);
+	from = o ? o->seg : SEG_NONE;
+	unlock(st);
+	if (from == SEG_NONE || from == SEG_REMOTE ||
+	    seg_of(st, from)->state != SEG_DISK)
+		goto out;
+	len = codec_compress(st->codec, page, st->scratch);
+	src = len ? st->scratch : page;
+	len = len ? len : PAGE_SIZE;
+	csum = codec_checksum(src, len, 0);
+	pos = open_room(st, len);
+	err = pos < 0 ? (int)pos : sum_reserve(seg_of(st, st->open));
+	if (err)
+		goto out;
+	memcpy(seg_of(st, st->open)->buf + pos, src, len);
+	wrlock(st);
+	/* Freed, or moved by compaction, meanwhile: the bytes just copied
+	 * are left unplaced and the next put writes over them. */
+	o = obj_lookup(st, handle);
+	if (o && o->seg == from && seg_of(st, from)->state == SEG_DISK) {
+		leave_disk(st, o);
+		o->len = (uint16_t)len;
+		o->csum = csum;
+		o->sealed = 0;
+		o->ver = ++st->ver;
+		obj_place(st, idx, st->open, pos);
+		st->promoted++;
+		err = 1;
+	}
+	unlock(st);
+out:
+	pthread_mutex_unlock(&st->put_lock);
+	return err;
+}
+
 void store_free(struct store *st, uint64_t handle)
 {
 	struct obj *o;
@@ -1328,6 +1407,21 @@ void store_free(struct store *st, uint64_t handle)
 			 (unsigned long long)handle);
 }
 
+void store_set_ram_limit(struct store *st, uint64_t bytes)
+{
+	uint64_t cap = MIN(bytes / SEG_SIZE, (uint64_t)st->ram_cap_max);
+
+	/* Lowered, the tier drains to its new size at the next seal. */
+	atomic_store_explicit(&st->ram_cap, (uint32_t)cap,
+			      memory_order_relaxed);
+}
+
+uint64_t store_ram_limit(struct store *st)
+{
+	return (uint64_t)atomic_load_explicit(&st->ram_cap,
+					      memory_order_relaxed) * SEG_SIZE;
+}
+
 uint64_t store_ram_bytes(struct store *st)
 {
 	/* Updated under the store lock; torn-free relaxed reads are all the
@@ -1340,6 +1434,13 @@ uint64_t store_ram_bytes(struct store *st)
 			 SEG_NONE);
 
 	return MAX(live, held * SEG_SIZE);
+}
+
+void store_reads(struct store *st, uint64_t *ram, uint64_t *far)
+{
+	*ram = atomic_load_explicit(&st->reads_ram, memory_order_relaxed);
+	*far = atomic_load_explicit(&st->reads_disk, memory_order_relaxed) +
+	       atomic_load_explicit(&st->reads_remote, memory_order_relaxed);
 }
 
 void store_get_stats(struct store *st, struct store_stats *out)
@@ -1356,6 +1457,7 @@ void store_get_stats(struct store *st, struct store_stats *out)
 		.reads_ram = atomic_load(&st->reads_ram),
 		.reads_disk = atomic_load(&st->reads_disk),
 		.compactions = st->compactions,
+		.promoted = st->promoted,
 		.copies = st->copies,
 		.dropped = st->dropped,
 		.io_errors = atomic_load(&st->io_errors),
@@ -1512,11 +1614,12 @@ static int open_swap(const char *dir)
 }
 
 static int store_alloc_tables(struct store *st, uint32_t ram_cap,
-			      uint32_t nslots)
+			      uint32_t ram_cap_max, uint32_t nslots)
 {
-	st->ram_cap = ram_cap;
+	atomic_init(&st->ram_cap, ram_cap);
+	st->ram_cap_max = ram_cap_max;
 	st->nslots = st->free_slots = nslots;
-	st->nsegs = ram_cap + nslots + 8;
+	st->nsegs = ram_cap_max + nslots + 8;
 	st->segs = mem_alloc(st->nsegs * sizeof(struct seg));
 	st->slot_map = mem_alloc((nslots / 64 + 1) * sizeof(uint64_t));
 	st->dir = mem_alloc(TAB_DIR * sizeof(struct obj *));
@@ -1536,7 +1639,7 @@ static int store_alloc_tables(struct store *st, uint32_t ram_cap,
 int store_create(const struct store_config *cfg, struct store **out)
 {
 	pthread_rwlockattr_t attr;
-	uint64_t ram_cap, nslots;
+	uint64_t ram_cap, ram_cap_max, nslots;
 	struct store *st;
 	int err;
 
@@ -1548,6 +1651,8 @@ int store_create(const struct store_config *cfg, struct store **out)
 	if (nslots > MAX_SEGS || (cfg->swap_size && nslots <= GC_RESERVE))
 		return -EINVAL;
 	ram_cap = MIN(ram_cap, MAX_SEGS);
+	ram_cap_max = MIN(MAX(cfg->ram_max, cfg->ram_limit) / SEG_SIZE,
+			  MAX_SEGS);
 	st = mem_alloc(sizeof(*st));
 	if (!st)
 		return -ENOMEM;
@@ -1565,6 +1670,7 @@ int store_create(const struct store_config *cfg, struct store **out)
 	err = codec_create(cfg->codec, &st->codec);
 	if (!err)
 		err = store_alloc_tables(st, (uint32_t)ram_cap,
+					 (uint32_t)ram_cap_max,
 					 (uint32_t)nslots);
 	if (!err) {
 		st->fd = open_swap(cfg->swap_dir);

@@ -35,6 +35,8 @@ struct store_config {
 	int codec;		/* enum upg_codec */
 	uint64_t ram_limit;	/* bytes the RAM tier may hold before objects go
 				 * to disk; 0 = no RAM tier (straight to disk) */
+	uint64_t ram_max;	/* most store_set_ram_limit may give it (below
+				 * ram_limit: ram_limit) */
 	const char *swap_dir;	/* directory for the O_TMPFILE swap file */
 	uint64_t swap_size;	/* bound of the swap file in bytes */
 	/* Asked, with the store's lock held, before a copy (store_put_copy)
@@ -61,6 +63,7 @@ struct store_stats {
 	uint64_t file_bytes;	/* size of the swap file now */
 	uint64_t reads_ram, reads_disk;
 	uint64_t compactions;
+	uint64_t promoted;	/* disk objects brought back to RAM */
 	uint64_t copies;	/* live objects put with store_put_copy */
 	uint64_t dropped;	/* copies dropped (cumulative) */
 	uint64_t io_errors, checksum_errors;
@@ -141,10 +144,33 @@ void store_ref(struct store *st, uint64_t handle);
 void store_free(struct store *st, uint64_t handle);
 
 void store_get_stats(struct store *st, struct store_stats *out);
+/*
+ * A far object whose page the caller still holds: worth bringing back into
+ * the RAM tier (store_promote) if it is on the swap file (not the cluster,
+ * not a copy) and the tier has room under its limit now.  Cheap.
+ */
+bool store_promotable(struct store *st, uint64_t handle);
+/*
+ * Store `page`, the contents of handle's object, again in the RAM tier and
+ * repoint the handle there, so its next read needs no disk; the disk copy
+ * is let go.  1 if done, 0 if the object is no longer on the swap file
+ * (freed, moved, read back), -errno as store_put.  Holders of the handle
+ * see no change but where it is read from.
+ */
+int store_promote(struct store *st, uint64_t handle, const void *page);
+
+/* Objects read back so far from the RAM tier, and from the swap file and
+ * the cluster together.  Cheap (relaxed loads, no lock). */
+void store_reads(struct store *st, uint64_t *ram, uint64_t *far);
 /* Memory the RAM tier holds now: its segments, holes left by freed
  * objects included (at least the compressed bytes it holds).  Cheap
  * (relaxed loads), for the budget check on every fault. */
 uint64_t store_ram_bytes(struct store *st);
+/* Move the RAM tier's limit (at most the config's ram_max); a lower one is
+ * reached at the next segment sealed, by writing the oldest out.  Any
+ * thread. */
+void store_set_ram_limit(struct store *st, uint64_t bytes);
+uint64_t store_ram_limit(struct store *st);
 
 /* Test hooks (used by tests only). */
 enum store_fault_inject {

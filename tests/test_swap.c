@@ -57,24 +57,42 @@ static struct upg_runtime *swap_runtime(uint64_t limit, int codec,
 	return test_runtime_opts(&o);
 }
 
-/* A compressible but not trivial page: text-like words. */
-static void fill_text(void *page, uint64_t pageno, uint64_t tag)
+/* A compressible but not trivial page: one word in `every` random, the
+ * rest alike (text-like at 4; about 5 to 1 under lz4 at 16). */
+static uint64_t word_of(uint64_t pageno, uint64_t tag, unsigned i,
+			unsigned every)
+{
+	return i % every == 0 ? pattern(pageno, tag, i) : pageno + tag;
+}
+
+static void fill_words(void *page, uint64_t pageno, uint64_t tag,
+		       unsigned every)
 {
 	uint64_t *w = page;
 
 	for (unsigned i = 0; i < TPAGE / 8; i++)
-		w[i] = (i % 4 == 0) ? pattern(pageno, tag, i) : pageno + tag;
+		w[i] = word_of(pageno, tag, i, every);
 }
 
-static bool check_text(const void *page, uint64_t pageno, uint64_t tag)
+static bool check_words(const void *page, uint64_t pageno, uint64_t tag,
+			unsigned every)
 {
 	const uint64_t *w = page;
 
 	for (unsigned i = 0; i < TPAGE / 8; i++)
-		if (w[i] != ((i % 4 == 0) ? pattern(pageno, tag, i)
-					  : pageno + tag))
+		if (w[i] != word_of(pageno, tag, i, every))
 			return false;
 	return true;
+}
+
+static void fill_text(void *page, uint64_t pageno, uint64_t tag)
+{
+	fill_words(page, pageno, tag, 4);
+}
+
+static bool check_text(const void *page, uint64_t pageno, uint64_t tag)
+{
+	return check_words(page, pageno, tag, 4);
 }
 
 /* ---- integrity under pressure: 4 threads, region 8x the budget ---- */
@@ -607,24 +625,38 @@ END_TEST
  * rest of the stored pages is on disk; 0 sends every stored page to disk.
  * Every page reads back either way.
  */
-static void ram_tier_share(unsigned pct)
+#define TIER_BUDGET (8 * MIB)
+#define TIER_PAGES (4 * TIER_BUDGET / TPAGE)
+
+/* A region four times an 8 MiB budget, filled with fill_words(every, tag),
+ * the RAM tier between pct and max_pct of the budget. */
+static char *tier_region(unsigned pct, unsigned max_pct, unsigned every,
+			 uint64_t tag, struct upg_runtime **rt)
 {
-	const uint64_t budget = 8 * MIB;
-	/* Segments being filled or written sit in RAM whatever the share. */
-	const uint64_t slack = 1 * MIB;
-	size_t npages = 4 * budget / TPAGE;
 	struct upg_options o;
-	struct upg_runtime *rt;
 	struct upg_region *r;
-	struct upg_stats st;
 	char *p;
 
-	swap_options(&o, budget);
+	swap_options(&o, TIER_BUDGET);
 	o.ram_tier = pct;
-	rt = test_runtime_opts(&o);
-	p = test_region(rt, npages * TPAGE, &r);
-	for (size_t i = 0; i < npages; i++)
-		fill_text(p + i * TPAGE, i, 17);
+	o.ram_tier_max = max_pct;
+	*rt = test_runtime_opts(&o);
+	p = test_region(*rt, TIER_PAGES * TPAGE, &r);
+	for (size_t i = 0; i < TIER_PAGES; i++)
+		fill_words(p + i * TPAGE, i, tag, every);
+	return p;
+}
+
+static void ram_tier_share(unsigned pct)
+{
+	const uint64_t budget = TIER_BUDGET;
+	/* Segments being filled or written sit in RAM whatever the share. */
+	const uint64_t slack = 1 * MIB;
+	size_t npages = TIER_PAGES;
+	struct upg_runtime *rt;
+	struct upg_stats st;
+	char *p = tier_region(pct, pct, 4, 17, &rt);
+
 	st = test_stats(rt);
 	ck_assert_uint_le(st.store_ram_bytes, budget / 100 * pct + slack);
 	/* Filled to its share when there is enough to store. */
@@ -640,6 +672,57 @@ START_TEST(ram_tier_share_is_honoured)
 	ram_tier_share(0);
 	ram_tier_share(50);
 	ram_tier_share(75);
+}
+END_TEST
+
+/*
+ * UPAGER_RAM_TIER_MAX: a program reading at random over a region four
+ * times the budget, from pages that compress well, with the tier starting
+ * at a quarter: swap-ins from the swap file make the tier grow, and clean
+ * pages whose copies are on disk are brought back into it as they are
+ * evicted, so later passes read less from disk.  Every byte reads back,
+ * and resident pages plus the tier stay within the budget.
+ */
+START_TEST(ram_tier_grows_for_disk_reads)
+{
+	const uint64_t budget = TIER_BUDGET, slack = 1 * MIB;
+	size_t npages = TIER_PAGES;
+	uint64_t disk_first = 0, disk_last = 0, grown = 0, rng = 42;
+	struct upg_runtime *rt;
+	struct upg_stats st;
+	char *p = tier_region(25, 75, 16, 23, &rt);
+
+	for (int pass = 0; pass < 6; pass++) {
+		uint64_t before = test_stats(rt).swapin_from_disk;
+
+		for (size_t k = 0; k < npages; k++) {
+			size_t i = rnd(&rng) % npages;
+
+			ck_assert_msg(check_words(p + i * TPAGE, i, 23, 16),
+				      "page %zu pass %d", i, pass);
+		}
+		st = test_stats(rt);
+		ck_assert_uint_le(st.pages_resident * TPAGE + st.store_ram_bytes,
+				  budget + slack);
+		if (pass == 0)
+			disk_first = st.swapin_from_disk - before;
+		disk_last = st.swapin_from_disk - before;
+		if (st.store_ram_limit > grown)
+			grown = st.store_ram_limit;
+	}
+	st = test_stats(rt);
+	/* It may shrink back once disk reads are rare. */
+	ck_assert_msg(grown > budget / 100 * 25,
+		      "the RAM tier stayed at %llu bytes",
+		      (unsigned long long)grown);
+	ck_assert_uint_gt(st.store_promoted, 0);
+	ck_assert_msg(disk_last * 2 < disk_first,
+		      "disk reads: %llu in the first pass, %llu in the last",
+		      (unsigned long long)disk_first,
+		      (unsigned long long)disk_last);
+	for (size_t i = 0; i < npages; i++)
+		ck_assert_msg(check_words(p + i * TPAGE, i, 23, 16), "page %zu", i);
+	upg_runtime_destroy(rt);
 }
 END_TEST
 
@@ -715,6 +798,7 @@ Suite *make_suite(void)
 	ADD_TEST(s, swapins_come_in_clusters, 600);
 	ADD_TEST(s, written_swapins_come_back_writable, 600);
 	ADD_TEST(s, ram_tier_share_is_honoured, 600);
+	ADD_TEST(s, ram_tier_grows_for_disk_reads, 600);
 	ADD_TEST(s, churn_stays_within_swap_bound, 600);
 	ADD_TEST(s, destroy_frees_stored_pages, 600);
 	return s;
