@@ -96,9 +96,12 @@ uint64_t budget_usage(struct upg_runtime *rt)
 					     memory_order_relaxed) +
 			atomic_load_explicit(&rt->ctr.pages_reserved,
 					     memory_order_relaxed);
+	/* Without a budget a snapshot may create the store while a handler
+	 * is here (snapshot.c need_store publishes it with release). */
+	struct store *st = __atomic_load_n(&rt->store, __ATOMIC_ACQUIRE);
 
 	return (pages > 0 ? (uint64_t)pages << PAGE_SHIFT : 0) +
-	       (rt->store ? store_ram_bytes(rt->store) : 0);
+	       (st ? store_ram_bytes(st) : 0);
 }
 
 uint64_t budget_headroom(struct upg_runtime *rt)
