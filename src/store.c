@@ -145,6 +145,7 @@ struct store {
 	uint64_t ver;		/* put_lock */
 	uint64_t remote_objects, remote_bytes, remote_refused;
 	uint32_t remote_hiwater;	/* highest index ever pushed */
+	bool remote_closed;	/* swept at exit: push nothing more (put_lock) */
 	_Atomic uint64_t reads_remote, remote_lost, seal_errors;
 	uint64_t delq[DELQ_MAX];	/* lock */
 	uint32_t ndelq;
@@ -834,7 +835,7 @@ static int shrink_ram(struct store *st, uint32_t target)
 		unlock(st);
 		if (id == SEG_NONE)
 			return 0;
-		if (st->remote)
+		if (st->remote && !st->remote_closed)
 			push_seg(st, id, seg_of(st, id)->buf);
 		err = migrate(st, id, seg_of(st, id)->buf);
 		wrlock(st);
@@ -1597,6 +1598,19 @@ static void remote_sweep(struct store *st)
 	}
 }
 
+void store_release_remote(struct store *st)
+{
+	if (!st || !st->remote)
+		return;
+	/* put_lock: no push is in flight, and none starts after. */
+	pthread_mutex_lock(&st->put_lock);
+	if (!st->remote_closed) {
+		st->remote_closed = true;
+		remote_sweep(st);
+	}
+	pthread_mutex_unlock(&st->put_lock);
+}
+
 static int open_swap(const char *dir)
 {
 	int fd;
@@ -1693,7 +1707,8 @@ void store_destroy(struct store *st)
 	if (!st)
 		return;
 	if (st->remote) {
-		remote_sweep(st);
+		if (!st->remote_closed)
+			remote_sweep(st);
 		remote_destroy(st->remote);
 	}
 	seal_destroy(st->seal);

@@ -77,6 +77,15 @@ struct store_stats {
 	struct remote_stats remote;	/* the client's counters */
 };
 
+/*
+ * The process is exiting without destroying the store (the preload library
+ * never tears its runtime down: later destructors still use the heap):
+ * delete every key it has on the cluster now and push nothing more there
+ * (what leaves the RAM tier goes to the swap file).  A page whose only copy
+ * was on the cluster is then lost: read, it is poisoned.  Any thread.
+ */
+void store_release_remote(struct store *st);
+
 /* Create a store.  -EINVAL bad config, -ENOENT/-EACCES/-ENOTDIR/-EROFS
  * swap_dir, -EOPNOTSUPP no O_TMPFILE there, -ENOMEM.  Without io_uring it
  * works with pread/pwrite (io.h). */

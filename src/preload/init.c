@@ -10,8 +10,9 @@
  * stderr says why.  Allocations made before READY (ld.so, libc, jemalloc's
  * own start, our start-up itself) are unmanaged and stay so.
  *
- * Exit (destructor): statistics, if asked for.  The runtime is never torn
- * down: destructors and atexit handlers that run later still use the heap.
+ * Exit (destructor): statistics, if asked for, and the remote tier's keys
+ * deleted.  The runtime is never torn down: destructors and atexit
+ * handlers that run later still use the heap.
  *
  * Fork: the handlers are registered after jemalloc's (jemalloc registers
  * its own during its initialisation, which precedes ours), so our prepare
@@ -32,6 +33,8 @@
 #include <jemalloc/jemalloc.h>
 
 #include "log.h"
+#include "runtime.h"
+#include "store.h"
 #include "preload.h"
 #include "util.h"
 
@@ -262,9 +265,14 @@ __attribute__((destructor)) static void preload_stop(void)
 {
 	unsigned char saved;
 
-	if (!pl.rt || !pl_ready() || !stats_here())
+	if (!pl.rt || !pl_ready())
 		return;
 	saved = pl_enter_internal();
-	upg_stats_write(pl.rt);
+	if (stats_here())
+		upg_stats_write(pl.rt);
+	/* Every process, forked children too (each has keys of its own):
+	 * nothing of it stays on the cluster after it.  A child ended with
+	 * _exit() runs no destructor; README "Far memory" says so. */
+	store_release_remote(pl.rt->store);
 	pl_leave_internal(saved);
 }
