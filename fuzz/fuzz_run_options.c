@@ -3,8 +3,9 @@
  * upager-run's command line (tools/run_options.c, run_parse()).
  *
  * Input: the arguments, NUL-separated.  Properties: a command line that
- * parses names a program and gives options the library accepts, each
- * variable exported once with a value it accepts again.
+ * parses names a program (--check may not) and gives options the library
+ * accepts, each variable exported once with a value it accepts again.
+ * This is the parser upager-run's main() calls.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -34,7 +35,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (err == 0) {
 		struct upg_options again;
 
-		FUZZ_ASSERT(a.prog > 0 && a.prog < argc);
+		/* --check may name no program; a run always names one. */
+		FUZZ_ASSERT(a.prog > 0 && (a.prog < argc ||
+					   (a.check && a.prog == argc)));
+		FUZZ_ASSERT(a.check || a.prog < argc);
 		FUZZ_ASSERT(options_validate(&a.opts) == 0);
 		FUZZ_ASSERT(a.nenv >= 0 && a.nenv <= RUN_MAX_ENV);
 		upg_options_init(&again);

@@ -208,7 +208,7 @@ struct upg_options {
 				 * the cluster) are common and pages compress
 				 * well, shrinking back to ram_tier when they
 				 * are not; at most ram_tier: fixed; 0..90,
-				 * default 50 (UPAGER_RAM_TIER_MAX) */
+				 * default 25: fixed (UPAGER_RAM_TIER_MAX) */
 	uint64_t reserved[4];	/* zero; room to grow */
 };
 

@@ -60,7 +60,7 @@ static const struct opt options[] = {
 	  "percent of the budget the compressed RAM tier may hold before "
 	  "pages go to the swap file (at least, with UPAGER_RAM_TIER_MAX)" },
 	{ "UPAGER_RAM_TIER_MAX", OPT_UINT, FIELD(ram_tier_max), 0, 90, NULL,
-	  "50", "percent of the budget the RAM tier may grow to while "
+	  "25", "percent of the budget the RAM tier may grow to while "
 	  "swap-ins from the swap file are common and pages compress well "
 	  "(at most UPAGER_RAM_TIER: fixed)" },
 	{ "UPAGER_SWAP_SIZE", OPT_SIZE, FIELD(swap_size), MIB, UINT64_MAX,
@@ -134,7 +134,7 @@ void upg_options_init(struct upg_options *opts)
 	opts->mem_limit = 0;
 	opts->swap_size = 8 * GIB;
 	opts->ram_tier = 25;
-	opts->ram_tier_max = 50;
+	opts->ram_tier_max = 25;
 	opts->swap_dir = "/var/tmp";
 	opts->codec = UPG_CODEC_LZ4;
 	opts->full_policy = UPG_FULL_OVERCOMMIT;

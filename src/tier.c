@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* The RAM tier's share of the budget: see tier.h.  Evictor thread only. */
+#include "log.h"
 #include "tier.h"
 #include "upager.h"
 #include "util.h"
@@ -31,7 +32,9 @@ void tier_init(struct tier *t, const struct upg_options *o)
 void tier_adapt(struct tier *t, struct store *st)
 {
 	struct store_stats ss;
-	uint64_t now = now_ns(), near0, far0, near, far, limit = t->limit;
+	uint64_t now = now_ns(), near0, far0, near, far, in, stored;
+	uint64_t limit = t->limit;
+	bool packs;
 
 	if (t->max <= t->min)
 		return;
@@ -46,11 +49,27 @@ void tier_adapt(struct tier *t, struct store *st)
 	if (near + far < MIN_SWAPINS)
 		return;
 	store_get_stats(st, &ss);
+	/* How well what is stored now compresses: this window's puts, or
+	 * all of them if it had none. */
+	in = ss.bytes_in - t->in0;
+	stored = ss.bytes_stored - t->stored0;
+	if (!stored) {
+		in = ss.bytes_in;
+		stored = ss.bytes_stored;
+	}
+	t->in0 = ss.bytes_in;
+	t->stored0 = ss.bytes_stored;
 	/* Compressed 1.5 to 1 or better: 2 * in >= 3 * stored. */
-	if (far * 4 >= near && 2 * ss.bytes_in >= 3 * ss.bytes_stored)
+	packs = 2 * in >= 3 * stored;
+	if (far * 4 >= near && packs)
 		limit = MIN(limit + t->step, t->max);
-	else if (far * 16 < near || 2 * ss.bytes_in < 3 * ss.bytes_stored)
+	else if (far * 16 < near || !packs)
 		limit = limit > t->min + t->step ? limit - t->step : t->min;
+	log_debug("tier: swap-ins %llu from RAM, %llu far; %llu bytes put as "
+		  "%llu; RAM tier limit %llu",
+		  (unsigned long long)near, (unsigned long long)far,
+		  (unsigned long long)in, (unsigned long long)stored,
+		  (unsigned long long)limit);
 	if (limit != t->limit) {
 		t->limit = limit;
 		store_set_ram_limit(st, limit);

@@ -29,7 +29,10 @@
  * only where disk reads are common, which a hot set that fits does not
  * cause.  Measured (README): swap-random 0.32-0.35x the kernel's
  * throughput with a fixed quarter, 0.38-0.47x adapting from a quarter to
- * half, 0.55-0.59x with a fixed half.
+ * half, 0.55-0.59x with a fixed half; but sort, whose merge passes have
+ * locality the swap-in counts do not show, 30% slower adapting.  So it is
+ * opt-in (UPAGER_RAM_TIER_MAX above UPAGER_RAM_TIER; the default keeps
+ * the tier fixed).
  *
  * Only the evictor thread calls tier_adapt.
  */
@@ -47,6 +50,7 @@ struct tier {
 	uint64_t limit;			/* now */
 	uint64_t win_start;		/* ns */
 	uint64_t near0, far0;		/* swap-ins counted at its start */
+	uint64_t in0, stored0;		/* bytes put, and their size, then */
 };
 
 /* The most the RAM tier may grow to with these options, in bytes (the

@@ -126,7 +126,7 @@ START_TEST(set_by_name)
 	ck_assert_int_eq(upg_options_set(&o, "UPAGER_CODEC", "none"), 0);
 	ck_assert_int_eq(o.codec, UPG_CODEC_NONE);
 	ck_assert_uint_eq(o.ram_tier, 25);
-	ck_assert_uint_eq(o.ram_tier_max, 50);
+	ck_assert_uint_eq(o.ram_tier_max, 25);
 	ck_assert_int_eq(upg_options_set(&o, "UPAGER_RAM_TIER", "50"), 0);
 	ck_assert_uint_eq(o.ram_tier, 50);
 	ck_assert_int_eq(upg_options_set(&o, "UPAGER_RAM_TIER_MAX", "75"), 0);

@@ -14,6 +14,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: upager-run [options] [--] program [args...]\n"
+		"       upager-run --check [options] [program]\n"
 		"\n"
 		"Run program with its heap (malloc) and its large private anonymous\n"
 		"mappings managed by upager: zero-filled on demand, kept within the\n"
@@ -26,15 +27,28 @@ static void usage(FILE *f)
 		"  -s, --stats[=FILE]    write statistics at exit to FILE (default\n"
 		"                        stderr)\n"
 		"  -j, --json            statistics as JSON (implies --stats)\n"
+		"      --check           say whether this machine, this user and\n"
+		"                        program (looked up in PATH) can run under\n"
+		"                        upager, one line per finding; exit 0 if\n"
+		"                        so, 1 if not\n"
+		"      --strict          exit %d instead of running the program\n"
+		"                        unmanaged when upager cannot manage it\n"
+		"                        (no userfaultfd; statically linked,\n"
+		"                        set-uid or Go programs)\n"
 		"  -h, --help            this text\n"
 		"  -V, --version         the version\n"
 		"\n"
-		"Every upager option can also be set in the environment:\n");
+		"Every upager option can also be set in the environment:\n",
+		RUN_EXIT_USAGE);
 	options_describe(f);
 	fprintf(f,
 		"\n"
-		"The exit status is the program's; 126 or 127 if it cannot be run\n"
-		"(as with env(1)), %d for a bad option.\n", RUN_EXIT_USAGE);
+		"Exit status: the program's own (it replaces upager-run, so a\n"
+		"shell reports death by signal N as 128+N); %d if upager-run\n"
+		"fails (a bad option; --strict and upager cannot manage the\n"
+		"program), %d if the program cannot be executed, %d if it is not\n"
+		"found, as with env(1).\n", RUN_EXIT_USAGE, RUN_EXIT_CANNOT_RUN,
+		RUN_EXIT_NOT_FOUND);
 }
 
 int run_usage_error(const char *fmt, const char *arg)
@@ -75,22 +89,29 @@ static int check_dir(const char *dir)
 
 int run_parse(int argc, char **argv, struct run_args *a)
 {
+	enum { OPT_CHECK = 256, OPT_STRICT };
 	static const struct option longopts[] = {
 		{ "mem-limit", required_argument, NULL, 'm' },
 		{ "swap-dir", required_argument, NULL, 'd' },
 		{ "codec", required_argument, NULL, 'c' },
 		{ "stats", optional_argument, NULL, 's' },
 		{ "json", no_argument, NULL, 'j' },
+		{ "check", no_argument, NULL, OPT_CHECK },
+		{ "strict", no_argument, NULL, OPT_STRICT },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *stats = NULL;
+	const char *stats = NULL, *swap_dir = NULL;
 	bool json = false;
 	int c, err = 0;
 
 	memset(a, 0, sizeof(*a));
 	upg_options_init(&a->opts);
+	/* Variables the user set are checked here too: a bad one is ours
+	 * to report, not a program running unmanaged. */
+	if (upg_options_from_env(&a->opts) < 0)
+		return -EINVAL;		/* the library said why */
 	/* '+': stop at the program name, its options are its own. */
 	while (!err && (c = getopt_long(argc, argv, "+m:d:c:s::jhV", longopts,
 					NULL)) != -1) {
@@ -99,8 +120,8 @@ int run_parse(int argc, char **argv, struct run_args *a)
 			err = set_option(a, "UPAGER_MEM_LIMIT", optarg);
 			break;
 		case 'd':
-			err = check_dir(optarg) ?:
-			      set_option(a, "UPAGER_SWAP_DIR", optarg);
+			swap_dir = optarg;
+			err = set_option(a, "UPAGER_SWAP_DIR", optarg);
 			break;
 		case 'c':
 			err = set_option(a, "UPAGER_CODEC", optarg);
@@ -110,6 +131,12 @@ int run_parse(int argc, char **argv, struct run_args *a)
 			break;
 		case 'j':
 			json = true;
+			break;
+		case OPT_CHECK:
+			a->check = true;
+			break;
+		case OPT_STRICT:
+			a->strict = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -124,6 +151,12 @@ int run_parse(int argc, char **argv, struct run_args *a)
 	}
 	if (err)
 		return err;
+	a->prog = optind;
+	/* --check reports a bad directory, or no program, as a finding. */
+	if (a->check)
+		return 0;
+	if (swap_dir && (err = check_dir(swap_dir)))
+		return err;
 	if (optind >= argc)
 		return run_usage_error("%s", "no program to run");
 	if (json) {
@@ -132,6 +165,5 @@ int run_parse(int argc, char **argv, struct run_args *a)
 	}
 	if (!err && stats)
 		err = set_option(a, "UPAGER_STATS", stats);
-	a->prog = optind;
 	return err;
 }

@@ -19,99 +19,28 @@
  * in the build tree layout (../src/preload/), then in the install libdir.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "check.h"
-#include "config.h"
 #include "program.h"
+#include "run_options.h"
 #include "upager.h"
 
 #define LIB_NAME "libupager-preload.so"
-/* As env(1), nice(1) and timeout(1). */
-#define EXIT_FAIL 125
-#define EXIT_CANNOT_RUN 126
-#define EXIT_NOT_FOUND 127
 
 #ifndef UPAGER_LIBDIR
 #define UPAGER_LIBDIR "/usr/local/lib"
 #endif
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-		"usage: upager-run [options] [--] program [args...]\n"
-		"       upager-run --check [options] [program]\n"
-		"\n"
-		"Run program with its heap (malloc) and its large private anonymous\n"
-		"mappings managed by upager: zero-filled on demand, kept within the\n"
-		"memory limit by a compressed swap store.\n"
-		"\n"
-		"  -m, --mem-limit SIZE  budget of resident memory plus compressed RAM\n"
-		"                        tier (e.g. 256M, 2G); 0 = unlimited\n"
-		"  -d, --swap-dir DIR    directory of the (unlinked) swap file\n"
-		"  -c, --codec NAME      lz4, zstd or none\n"
-		"  -s, --stats[=FILE]    write statistics at exit to FILE (default\n"
-		"                        stderr)\n"
-		"  -j, --json            statistics as JSON (implies --stats)\n"
-		"      --check           say whether this machine, this user and\n"
-		"                        program (looked up in PATH) can run under\n"
-		"                        upager, one line per finding; exit 0 if\n"
-		"                        so, 1 if not\n"
-		"      --strict          exit %d instead of running the program\n"
-		"                        unmanaged when upager cannot manage it\n"
-		"                        (no userfaultfd; statically linked,\n"
-		"                        set-uid or Go programs)\n"
-		"  -h, --help            this text\n"
-		"  -V, --version         the version\n"
-		"\n"
-		"Every upager option can also be set in the environment:\n",
-		EXIT_FAIL);
-	options_describe(f);
-	fprintf(f,
-		"\n"
-		"Exit status: the program's own (it replaces upager-run, so a\n"
-		"shell reports death by signal N as 128+N); %d if upager-run\n"
-		"fails (a bad option; --strict and upager cannot manage the\n"
-		"program), %d if the program cannot be executed, %d if it is not\n"
-		"found, as with env(1).\n", EXIT_FAIL, EXIT_CANNOT_RUN,
-		EXIT_NOT_FOUND);
-}
-
 static void die_usage(const char *fmt, const char *arg)
 {
-	fprintf(stderr, "upager-run: ");
-	fprintf(stderr, fmt, arg);
-	fprintf(stderr, "\nTry 'upager-run --help'.\n");
-	exit(EXIT_FAIL);
-}
-
-/* Check value with the library's table, then export it. */
-static void set_option(struct upg_options *o, const char *var,
-		       const char *value)
-{
-	if (upg_options_set(o, var, value) < 0)
-		exit(EXIT_FAIL);	/* the library said why */
-	if (setenv(var, value, 1) < 0) {
-		perror("upager-run: setenv");
-		exit(EXIT_FAIL);
-	}
-}
-
-static void check_dir(const char *dir)
-{
-	struct stat st;
-
-	if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
-		die_usage("--swap-dir '%s' is not a directory", dir);
-	if (access(dir, W_OK | X_OK) < 0)
-		die_usage("--swap-dir '%s' is not writable", dir);
+	run_usage_error(fmt, arg);
+	exit(RUN_EXIT_USAGE);
 }
 
 static bool try_lib(char *out, size_t len, const char *dir, const char *sub)
@@ -168,7 +97,7 @@ static void refuse_thread_mode(const struct upg_options *o)
 		"program passes its heap to such calls; only programs written "
 		"for it (the upager API) can use it. Unset UPAGER_RESOLVE or "
 		"set it to 'handler'.\n", getenv("UPAGER_RESOLVE"));
-	exit(EXIT_FAIL);
+	exit(RUN_EXIT_USAGE);
 }
 
 /* Ours first, then whatever the user preloads already. */
@@ -180,7 +109,7 @@ static void set_preload(const char *lib)
 
 	if (!v) {
 		perror("upager-run");
-		exit(EXIT_FAIL);
+		exit(RUN_EXIT_USAGE);
 	}
 	snprintf(v, len, "%s%s%s", lib, old && *old ? ":" : "",
 		 old ? old : "");
@@ -208,96 +137,47 @@ static void check_before_run(const char *name, bool strict)
 			name);
 	if (strict && (n || check_uffd(stderr) < 0)) {
 		fprintf(stderr, "upager-run: --strict: not running %s\n", name);
-		exit(EXIT_FAIL);
+		exit(RUN_EXIT_USAGE);
+	}
+}
+
+/* What the options set goes to the program's environment.  Statistics
+ * asked for here are the started process's own (the preload library
+ * writes them in that pid only, not in its forked children). */
+static void export_options(const struct run_args *a)
+{
+	char pid[32];
+
+	for (int i = 0; i < a->nenv; i++) {
+		if (setenv(a->env[i].var, a->env[i].value, 1) < 0) {
+			perror("upager-run: setenv");
+			exit(RUN_EXIT_USAGE);
+		}
+		if (!strcmp(a->env[i].var, "UPAGER_STATS")) {
+			snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+			setenv("UPAGER_STATS_PID", pid, 1);
+		}
 	}
 }
 
 int main(int argc, char **argv)
 {
-	enum { OPT_CHECK = 256, OPT_STRICT };
-	static const struct option longopts[] = {
-		{ "mem-limit", required_argument, NULL, 'm' },
-		{ "swap-dir", required_argument, NULL, 'd' },
-		{ "codec", required_argument, NULL, 'c' },
-		{ "stats", optional_argument, NULL, 's' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "check", no_argument, NULL, OPT_CHECK },
-		{ "strict", no_argument, NULL, OPT_STRICT },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct upg_options o;
-	const char *stats = NULL, *swap_dir = NULL;
-	char lib[PATH_MAX], pid[32];
-	bool json = false, check = false, strict = false;
-	int c;
+	struct run_args a;
+	char lib[PATH_MAX];
+	int rc = run_parse(argc, argv, &a);
 
-	upg_options_init(&o);
-	/* Variables the user set are checked here too: a bad one is ours
-	 * to report, not a program running unmanaged. */
-	if (upg_options_from_env(&o) < 0)
-		return EXIT_FAIL;	/* the library said why */
-	/* '+': stop at the program name, its options are its own. */
-	while ((c = getopt_long(argc, argv, "+m:d:c:s::jhV", longopts,
-				NULL)) != -1) {
-		switch (c) {
-		case 'm':
-			set_option(&o, "UPAGER_MEM_LIMIT", optarg);
-			break;
-		case 'd':
-			swap_dir = optarg;
-			set_option(&o, "UPAGER_SWAP_DIR", optarg);
-			break;
-		case 'c':
-			set_option(&o, "UPAGER_CODEC", optarg);
-			break;
-		case 's':
-			stats = optarg && *optarg ? optarg : "stderr";
-			break;
-		case 'j':
-			json = true;
-			break;
-		case OPT_CHECK:
-			check = true;
-			break;
-		case OPT_STRICT:
-			strict = true;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		case 'V':
-			printf("upager-run %s\n", upg_version());
-			return 0;
-		default:
-			fprintf(stderr, "Try 'upager-run --help'.\n");
-			return EXIT_FAIL;
-		}
-	}
-	/* --check reports a bad directory as a finding. */
-	if (check)
-		return check_run(&o, optind < argc ? argv[optind] : NULL,
+	if (rc)
+		return rc > 0 ? 0 : RUN_EXIT_USAGE;
+	if (a.check)
+		return check_run(&a.opts, a.prog < argc ? argv[a.prog] : NULL,
 				 stdout);
-	if (swap_dir)
-		check_dir(swap_dir);
-	if (optind >= argc)
-		die_usage("%s", "no program to run");
-	refuse_thread_mode(&o);
-	if (json) {
-		set_option(&o, "UPAGER_STATS_FORMAT", "json");
-		stats = stats ? stats : "stderr";
-	}
-	if (stats) {
-		set_option(&o, "UPAGER_STATS", stats);
-		snprintf(pid, sizeof(pid), "%ld", (long)getpid());
-		setenv("UPAGER_STATS_PID", pid, 1);
-	}
+	refuse_thread_mode(&a.opts);
+	export_options(&a);
 	find_lib(lib, sizeof(lib));
-	check_before_run(argv[optind], strict);
+	check_before_run(argv[a.prog], a.strict);
 	set_preload(lib);
-	execvp(argv[optind], &argv[optind]);
-	fprintf(stderr, "upager-run: cannot run '%s': %s\n", argv[optind],
+	execvp(argv[a.prog], &argv[a.prog]);
+	fprintf(stderr, "upager-run: cannot run '%s': %s\n", argv[a.prog],
 		strerror(errno));
-	return errno == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_RUN;
+	return errno == ENOENT ? RUN_EXIT_NOT_FOUND : RUN_EXIT_CANNOT_RUN;
 }
