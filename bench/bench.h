@@ -34,6 +34,7 @@ struct config {
 	uint64_t seed;
 	uint64_t budget;	/* memory limit of the swap scenarios */
 	const char *swap_dir;	/* upager's swap file there */
+	const char *remote;	/* --remote HOSTS, or NULL */
 	bool quick;
 	bool idle_poll;		/* hold a CPU latency request of 0 */
 	const char *json, *csv, *plot;
@@ -72,6 +73,10 @@ struct row {
 	 * handler-side latency (read of the message to wake). */
 	uint64_t handler_faults;
 	struct upg_latency handler;
+	/* The remote tier, when the row's store had one. */
+	const char *remote;
+	uint64_t remote_sets, remote_batches, remote_rounds;
+	uint64_t swapin_from_remote, remote_lost;
 };
 
 /* What both sides of a row touch in one round. */
@@ -109,6 +114,8 @@ struct scenario {
 	 * the first-touch ones), and how it is touched. */
 	unsigned ws_quarters;
 	enum { TOUCH_UNIFORM, TOUCH_SCAN, TOUCH_HOT } pattern;
+	bool remote;		/* upager's store has the remote tier */
+	bool remote_given;	/* ...when --remote gives one */
 	int kind;		/* enum upg_fault_kind upager serves */
 	/* Measure one round of this side into s, 0 or -errno with s->reason
 	 * set. */
@@ -132,6 +139,11 @@ int kernel_in_cgroup(struct row *row, const struct round *rd,
 		     struct side *s, cgroup_map_fn map, void *arg, bool swap);
 /* Working-set bytes of a swap row, and touches of one full scan of it. */
 uint64_t swap_ws(const struct bench *b, const struct scenario *sc);
+
+/* remote.c: the hosts of the row's remote tier, NULL for none; *reason
+ * says why a row that wants one has none. */
+const char *remote_hosts(const struct bench *b, const struct scenario *sc,
+			 const char **reason);
 
 /* measure.c */
 static inline uint64_t clock_ns(void)

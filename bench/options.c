@@ -60,6 +60,11 @@ static const char usage[] =
 "                      quick 16M)\n"
 "  --swap-dir DIR      where upager's swap file goes (default /var/tmp; a\n"
 "                      tmpfs such as /dev/shm keeps it in RAM, like zram)\n"
+"  --remote HOSTS      host:port[,host:port...] of memcached servers (run\n"
+"                      with -M): the remote tier of upager's store in the\n"
+"                      swapin-remote, swap-random and swap-scan rows;\n"
+"                      without it swapin-remote starts three of its own on\n"
+"                      loopback (memcached must be installed)\n"
 "  --idle-poll         keep idle CPUs polling for the run (a CPU latency\n"
 "                      request of 0 on /dev/cpu_dma_latency; root): a\n"
 "                      hand-off then wakes no halted CPU, on both sides\n"
@@ -82,7 +87,7 @@ static const char usage[] =
 "example UPAGER_FAULT_AROUND).  Ratios are upager over the kernel.\n";
 
 enum { OPT_QUICK = 256, OPT_PROGRAMS, OPT_IDLE_POLL, OPT_FAULTS, OPT_SIZE, OPT_SNAP_SIZE, OPT_ROUNDS, OPT_THREADS,
-       OPT_CODEC, OPT_RESOLVE, OPT_BUDGET, OPT_SWAP_DIR, OPT_SCENARIOS, OPT_SEED, OPT_JSON, OPT_CSV, OPT_PLOT,
+       OPT_CODEC, OPT_RESOLVE, OPT_BUDGET, OPT_SWAP_DIR, OPT_REMOTE, OPT_SCENARIOS, OPT_SEED, OPT_JSON, OPT_CSV, OPT_PLOT,
        OPT_HELP, OPT_VERSION };
 
 #define ARG(name, id) { name, required_argument, NULL, id }
@@ -97,11 +102,36 @@ static const struct option longopts[] = {
 	ARG("threads", OPT_THREADS), ARG("codec", OPT_CODEC),
 	ARG("resolve", OPT_RESOLVE),
 	ARG("budget", OPT_BUDGET), ARG("swap-dir", OPT_SWAP_DIR),
+	ARG("remote", OPT_REMOTE),
 	ARG("scenarios", OPT_SCENARIOS), ARG("seed", OPT_SEED),
 	ARG("json", OPT_JSON), ARG("csv", OPT_CSV), ARG("plot", OPT_PLOT),
 	FLAG("help", OPT_HELP), FLAG("version", OPT_VERSION),
 	{ NULL, 0, NULL, 0 },
 };
+
+/* host:port[,host:port...]: what the remote tier can be given (whether
+ * the servers answer is the first swap row's to find out). */
+static bool check_hosts(const char *s)
+{
+	while (*s) {
+		const char *colon = strchr(s, ':'), *end = strchr(s, ',');
+		char *stop;
+		long port;
+
+		end = end ? end : s + strlen(s);
+		if (!colon || colon == s || colon >= end)
+			return false;
+		errno = 0;
+		port = strtol(colon + 1, &stop, 10);
+		if (errno || stop != end || colon + 1 == end || port < 1 ||
+		    port > 65535)
+			return false;
+		s = *end ? end + 1 : end;
+		if (*end && !*s)
+			return false;	/* a trailing comma */
+	}
+	return true;
+}
 
 static int bad(const char *opt, const char *value, const char *accepted)
 {
@@ -334,6 +364,11 @@ static int parse_one(int opt, const char *arg, struct options *o)
 		break;
 	case OPT_SWAP_DIR:
 		cfg->swap_dir = arg;
+		break;
+	case OPT_REMOTE:
+		err = check_hosts(arg) ? 0 : bad("--remote", arg,
+			"host:port[,host:port...], each port 1 to 65535");
+		cfg->remote = arg;
 		break;
 	case OPT_SCENARIOS:
 		err = check_scenarios(arg);

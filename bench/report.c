@@ -132,7 +132,7 @@ static void print_header(const struct bench *b)
 	printf("Latency per touch, timed by the touching thread, in us (each "
 	       "includes one clock read: %llu ns)\n\n",
 	       (unsigned long long)b->clock_ns);
-	printf("%-12s %-6s %9s %8s %8s %8s %8s %9s %11s %8s %6s %6s\n",
+	printf("%-13s %-6s %9s %8s %8s %8s %8s %9s %11s %8s %6s %6s\n",
 	       "scenario", "side", "count", "p50", "p90", "p99", "p99.9",
 	       "max", "pages/s", "MB/s", "x p50", "x tput");
 }
@@ -151,7 +151,7 @@ static void print_side(const struct row *row, int side)
 	const struct summary *m = &s->sum;
 	struct ratios r = row_ratios(row);
 
-	printf("%-12s %-6s", side == SIDE_UPAGER ? row->name : "",
+	printf("%-13s %-6s", side == SIDE_UPAGER ? row->name : "",
 	       side_name(side));
 	if (!s->available) {
 		printf(" unavailable: %s\n", s->reason);
@@ -179,7 +179,27 @@ static void print_legend(const struct bench *b)
 		if (b->rows[i].sc == last)
 			continue;
 		last = b->rows[i].sc;
-		printf("  %-12s %s\n", last->name, last->title);
+		printf("  %-13s %s\n", last->name, last->title);
+	}
+}
+
+/* What the rows with a remote tier sent and fetched, over all rounds. */
+static void print_remote(const struct bench *b)
+{
+	for (size_t i = 0; i < b->nrows; i++) {
+		const struct row *row = &b->rows[i];
+
+		if (!row->remote)
+			continue;
+		printf("%s remote tier (%s): %llu objects set in %llu eviction "
+		       "batches (one round trip each), %llu network round "
+		       "trips in all (gets included), %llu swap-ins from the "
+		       "cluster, %llu lost\n", row->name, row->remote,
+		       (unsigned long long)row->remote_sets,
+		       (unsigned long long)row->remote_batches,
+		       (unsigned long long)row->remote_rounds,
+		       (unsigned long long)row->swapin_from_remote,
+		       (unsigned long long)row->remote_lost);
 	}
 }
 
@@ -190,6 +210,7 @@ void report_table(const struct bench *b)
 		for (int side = 0; side < NSIDES; side++)
 			print_side(&b->rows[i], side);
 	print_legend(b);
+	print_remote(b);
 	fflush(stdout);
 }
 
@@ -265,6 +286,18 @@ static void json_row(FILE *f, const struct row *row)
 		fprintf(f, "     \"%s\": ", side_name(side));
 		json_side(f, row, side);
 		fprintf(f, ",\n");
+	}
+	if (row->remote) {
+		fprintf(f, "     \"remote\": {\"hosts\": ");
+		json_string(f, row->remote);
+		fprintf(f, ", \"sets\": %llu, \"batches\": %llu, "
+			"\"round_trips\": %llu, \"swapins\": %llu, "
+			"\"lost\": %llu},\n",
+			(unsigned long long)row->remote_sets,
+			(unsigned long long)row->remote_batches,
+			(unsigned long long)row->remote_rounds,
+			(unsigned long long)row->swapin_from_remote,
+			(unsigned long long)row->remote_lost);
 	}
 	fprintf(f, "     \"ratio\": {");
 	json_ratio(f, "p50", r.p50, r.has_p50);

@@ -378,13 +378,20 @@ const struct scenario scenarios[] = {
 	{ .name = "swapin-disk", .title = "random reads, working set 3x the "
 					  "budget (upager: swap file)",
 	  .ws_quarters = 12, .kind = UPG_FAULT_SWAPIN_DISK, SWAP },
+	{ .name = "swapin-remote", .title = "random reads, working set 3x "
+					    "the budget (upager: memcached "
+					    "cluster, --remote or three of "
+					    "its own)",
+	  .ws_quarters = 12, .remote = true, .kind = UPG_FAULT_SWAPIN_DISK,
+	  SWAP },
 	{ .name = "swap-random", .title = "random reads, working set 2x the "
 					  "budget",
-	  .ws_quarters = 8, .kind = UPG_FAULT_SWAPIN_DISK, SWAP },
+	  .ws_quarters = 8, .remote_given = true,
+	  .kind = UPG_FAULT_SWAPIN_DISK, SWAP },
 	{ .name = "swap-scan", .title = "sequential scans, working set 2x the "
 					"budget",
 	  .ws_quarters = 8, .pattern = TOUCH_SCAN, .sequential = true,
-	  .kind = UPG_FAULT_SWAPIN_DISK, SWAP },
+	  .remote_given = true, .kind = UPG_FAULT_SWAPIN_DISK, SWAP },
 	{ .name = "swap-hot", .title = "reads, 80% to a fifth of a working "
 				       "set 2x the budget",
 	  .ws_quarters = 8, .pattern = TOUCH_HOT,

@@ -154,8 +154,15 @@ static int runtime_start(const struct bench *b, struct row *row)
 		return 0;
 	o.handlers = row->threads;
 	if (row->sc->ws_quarters) {
+		const char *why;
+
 		o.mem_limit = b->cfg.budget;
 		o.swap_dir = b->cfg.swap_dir;
+		o.remote = row->remote = remote_hosts(b, row->sc, &why);
+		if (why) {
+			side_unavailable(s, "%s", why);
+			return -ENOTSUP;
+		}
 	}
 	err = upg_runtime_create(&o, &row->rt);
 	if (err)
@@ -172,6 +179,11 @@ static void runtime_stop(struct row *row)
 	if (row->rt && !upg_stats_get(row->rt, &st)) {
 		row->handler_faults = st.faults[row->sc->kind];
 		row->handler = st.latency[row->sc->kind];
+		row->remote_sets += st.remote_sets;
+		row->remote_batches += st.remote_batches;
+		row->remote_rounds += st.remote_rounds;
+		row->swapin_from_remote += st.swapin_from_remote;
+		row->remote_lost += st.remote_lost;
 	}
 	upg_runtime_destroy(row->rt);
 	row->rt = NULL;

@@ -20,7 +20,8 @@ import tempfile
 SKIP = 77
 PCTS = ["p50_ns", "p90_ns", "p99_ns", "p999_ns", "max_ns"]
 ALL = ["zero-read", "zero-write", "seq-read", "seq-write", "scale",
-       "swapin-ram", "swapin-disk", "swap-random", "swap-scan", "swap-hot",
+       "swapin-ram", "swapin-disk", "swapin-remote", "swap-random",
+       "swap-scan", "swap-hot",
        "file", "file-random", "file-scan", "cow", "snap-take"]
 failures = []
 
@@ -114,11 +115,39 @@ def check_bad_options(bench):
                          ["--snapshot-size", "'1Q'"]),
                         (["--budget", "x"], ["--budget", "'x'"]),
                         (["--plot", "x.pdf"], ["--plot", ".svg"]),
+                        (["--remote", "localhost"],
+                         ["--remote", "'localhost'", "host:port"]),
+                        (["--remote", "h:1,h:0"], ["--remote", "'h:1,h:0'"]),
                         (["--frobnicate"], ["--frobnicate"])):
         p = subprocess.run([bench] + args, capture_output=True, text=True)
         check(p.returncode != 0, f"{args}: exit 0")
         check(all(w in p.stderr for w in words),
               f"{args}: message {p.stderr.strip()!r} lacks {words}")
+
+
+def check_remote(rows):
+    """swapin-remote ran against memcached servers of its own (the bench
+    starts them when memcached is installed, as scripts/setup does): its
+    swap-ins came from the cluster, none was lost, and the servers are
+    gone."""
+    row = next((r for r in rows if r["scenario"] == "swapin-remote"), None)
+    check(row is not None, "no swapin-remote row")
+    if row is None or uffd_missing(rows):
+        return
+    if not shutil.which("memcached"):
+        check(not row["upager"]["available"] and
+              "memcached" in row["upager"]["reason"],
+              f"swapin-remote without memcached: {row['upager']}")
+        return
+    remote = row.get("remote")
+    check(remote is not None and remote["swapins"] > 0 and
+          remote["batches"] > 0 and remote["lost"] == 0,
+          f"swapin-remote's remote tier: {remote}")
+    left = subprocess.run(["pgrep", "-x", "memcached"], capture_output=True,
+                          text=True).stdout.split()
+    check(not left or not remote or all(
+        str(p) not in remote["hosts"] for p in left),
+        "memcached servers left running")
 
 
 def main():
@@ -132,6 +161,7 @@ def main():
                        check=True, timeout=120)
         rows = check_json(out["json"])
         check_csv(out["csv"], rows)
+        check_remote(rows)
         if shutil.which("gnuplot"):
             check(os.path.getsize(out["svg"]) > 0, "empty plot")
     for f in failures:
