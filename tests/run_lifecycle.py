@@ -11,7 +11,11 @@ with one below its data, it must exit 0 too, print the same (its atexit
 line included) and write its statistics to stderr; with the budget, pages
 must have been evicted.  A run that does not end in TIMEOUT seconds is
 killed with everything it started and fails the test.  A machine without
-userfaultfd is a skip (77).
+userfaultfd is a skip (77), and so are exit-main and fork-thread in a
+ThreadSanitizer build (UPAGER_TEST_TSAN=1), which cannot run them even
+plainly: its background thread keeps a process alive after the program's
+last thread exits, and it kills a child of a multi-threaded fork that
+starts a thread.
 """
 import os
 import re
@@ -47,6 +51,12 @@ def evictions(stats):
 
 def main():
     mode, prog, how, tool = sys.argv[1:5]
+    if os.environ.get("UPAGER_TEST_TSAN") == "1" and mode in (
+            "exit-main", "fork-thread"):
+        print(f"SKIP: {mode} under ThreadSanitizer: its runtime's own "
+              "thread and its refusal of threads after a multi-threaded "
+              "fork change what this mode tests, plainly too")
+        sys.exit(SKIP)
     resolve = sys.argv[6] if sys.argv[5:6] == ["--resolve"] else None
     # Only the options this test sets: not the caller's.
     env = {k: v for k, v in os.environ.items() if not k.startswith("UPAGER_")}

@@ -152,6 +152,15 @@ END_TEST
 
 static sigjmp_buf jmp;
 static volatile sig_atomic_t got_code, got_errno;
+
+/* ThreadSanitizer sets errno to 99 before any signal handler runs, to
+ * catch handlers that spoil it: there, what the program's handler sees is
+ * ThreadSanitizer's, and the check is left out. */
+#if defined(__SANITIZE_THREAD__)
+#define check_handler_errno(e) ((void)(e))
+#else
+#define check_handler_errno(e) ck_assert_int_eq(got_errno, (e))
+#endif
 static void *volatile got_addr;
 static char *volatile got_stack;	/* a local of the handler's */
 
@@ -293,10 +302,10 @@ START_TEST(poisoned_page_reaches_program_handler)
 	errno = EDOM;
 	ck_assert(program_got_bus(p + idx * TPAGE + 8));
 	/* It sees the errno of the code it interrupted. */
-	ck_assert_int_eq(got_errno, EDOM);
+	check_handler_errno(EDOM);
 	errno = EDOM;
 	ck_assert(program_got_bus(p + idx * TPAGE + 16));
-	ck_assert_int_eq(got_errno, EDOM);
+	check_handler_errno(EDOM);
 	/* BUS_ADRERR where the kernel has no CONFIG_MEMORY_FAILURE. */
 	ck_assert_msg(got_code == BUS_MCEERR_AR || got_code == BUS_ADRERR,
 		      "si_code %d", got_code);

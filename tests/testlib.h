@@ -88,8 +88,9 @@ long rss_kib(void);
 
 /* Under AddressSanitizer the process's RSS also holds the shadow of every
  * managed page touched (an eighth of it, and more for the allocator's own
- * bookkeeping), which the budget does not govern. */
-#if defined(__SANITIZE_ADDRESS__)
+ * bookkeeping), which the budget does not govern; under ThreadSanitizer,
+ * its shadow (four times what is touched) and its access history. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define RSS_GOVERNED false
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
