@@ -73,8 +73,13 @@ def unprivileged(unpriv, run, swap, preload_runs):
                          dict(env, UPAGER_USER_MODE_ONLY="1"))
     check(rc == 0, "library with UPAGER_USER_MODE_ONLY=1: faults served, "
           "read(2) EFAULT")
-    rc, _, _ = as_nobody([unpriv, "fork"], env)
-    check(rc == 0, "fork in user-mode-only mode")
+    # ThreadSanitizer kills a child of a multi-threaded fork that starts
+    # a thread, as this one's runtime does: not run there.
+    if os.environ.get("UPAGER_TEST_TSAN") == "1":
+        print("skip fork in user-mode-only mode: ThreadSanitizer build")
+    else:
+        rc, _, _ = as_nobody([unpriv, "fork"], env)
+        check(rc == 0, "fork in user-mode-only mode")
 
     for extra in ({}, {"UPAGER_USER_MODE_ONLY": "1"}):
         rc, _, err = as_nobody([run, "--strict", "true"], dict(env, **extra))
