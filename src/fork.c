@@ -13,11 +13,13 @@
  *    inherited) or half-filled.  Take a store reference on every STORED
  *    page and remember (region, entry, handle).
  *  parent: release regions_lock (the parent runs on at once), stream each
- *    remembered page, decompressed, to the child over a socket, then drop
- *    the references.
+ *    remembered page to the child over a socket as the store keeps it
+ *    (checked, opened if sealed, still compressed: store_get_packed), then
+ *    drop the references.
  *  child: a new userfaultfd, every inherited region registered again, a
- *    new store; each streamed page is stored again in it and its entry
- *    repointed; then new handler and evictor threads.
+ *    new store; each streamed page is stored again in it as it came
+ *    (store_put_packed: no compression again) and its entry repointed;
+ *    then new handler and evictor threads.
  *
  * The inherited store object is abandoned in the child, never used: its
  * io_uring rings are shared with the parent (their memory is MAP_SHARED)
@@ -29,6 +31,7 @@
  * upg_region_drop (from an allocator hook) may free the handle.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <poll.h>
 #include <sched.h>
 #include <string.h>
@@ -55,11 +58,25 @@ struct fork_item {
 	uint64_t handle;	/* in the parent's store */
 };
 
-/* One record on the socket: a status, then the page. */
+/* One record on the socket: a status and a length, then that many bytes
+ * of the packed page. */
 struct fork_record {
 	int32_t status;		/* 0, or -errno of store_get: page lost */
-	uint32_t pad;
+	uint32_t len;		/* bytes of page[] that follow (status 0) */
 	char page[PAGE_SIZE];
+};
+#define RECORD_HEAD offsetof(struct fork_record, page)
+
+/* Records go by the socket in batches of this many bytes at most: most
+ * packed pages are small, and a system call each would cost more than the
+ * page (on a PVM guest, 1-2 us a call). */
+#define STREAM_BYTES (64 * 1024)
+
+/* A batch of records on its way, in either direction. */
+struct stream {
+	char *buf;		/* STREAM_BYTES */
+	size_t len;		/* bytes in buf */
+	size_t pos;		/* receiving: bytes of buf consumed */
 };
 
 static pthread_mutex_t fork_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -156,22 +173,70 @@ int upg_fork_prepare(struct upg_runtime *rt)
 	return c.err;
 }
 
+static bool stream_flush(struct stream *out)
+{
+	ssize_t n = out->len ? send(fk.sock[0], out->buf, out->len,
+				    MSG_NOSIGNAL) : 0;
+
+	/* EPIPE: fork failed, or the child died. */
+	if (n != (ssize_t)out->len)
+		return false;
+	out->len = 0;
+	return true;
+}
+
+/* Queue one record: the page packed in buf (len bytes), or status < 0. */
+static bool send_one(struct stream *out, int status, const char *buf,
+		     size_t len)
+{
+	struct fork_record head = { .status = status,
+				    .len = status ? 0 : (uint32_t)len };
+
+	if (out->len + RECORD_HEAD + head.len > STREAM_BYTES &&
+	    !stream_flush(out))
+		return false;
+	memcpy(out->buf + out->len, &head, RECORD_HEAD);
+	memcpy(out->buf + out->len + RECORD_HEAD, buf, head.len);
+	out->len += RECORD_HEAD + head.len;
+	return true;
+}
+
+/* Every remembered page to the child, packed, STORE_AHEAD_MAX at a time:
+ * pages evicted together sit together in the swap file, and come with one
+ * read (a page the read-ahead did not bring is read on its own). */
 static void send_pages(struct upg_runtime *rt)
 {
-	struct fork_record *rec = mem_alloc(sizeof(*rec));
-	bool sending = rec && fk.sock[0] >= 0 && !fk.partial;
+	struct stream out = { mem_alloc(STREAM_BYTES), 0, 0 };
+	char *bufs = mem_alloc(STORE_AHEAD_MAX * PAGE_SIZE);
+	bool sending = out.buf && bufs && fk.sock[0] >= 0 && !fk.partial;
 
-	for (size_t i = 0; i < fk.n; i++) {
-		if (sending) {
-			rec->status = store_get(rt->store, fk.items[i].handle,
-						rec->page, NULL);
-			/* EPIPE: fork failed, or the child died. */
-			sending = send(fk.sock[0], rec, sizeof(*rec),
-				       MSG_NOSIGNAL) == (ssize_t)sizeof(*rec);
+	for (size_t i = 0; i < fk.n; i += STORE_AHEAD_MAX) {
+		unsigned n = (unsigned)MIN(fk.n - i, STORE_AHEAD_MAX);
+		uint64_t handles[STORE_AHEAD_MAX];
+		size_t lens[STORE_AHEAD_MAX];
+		int res[STORE_AHEAD_MAX];
+
+		for (unsigned k = 0; k < n; k++)
+			handles[k] = fk.items[i + k].handle;
+		if (sending)
+			store_get_ahead_packed(rt->store, handles, n, bufs,
+					       lens, res);
+		for (unsigned k = 0; k < n && sending; k++) {
+			char *buf = bufs + (size_t)k * PAGE_SIZE;
+
+			if (res[k] == -EAGAIN)
+				res[k] = store_get_packed(rt->store, handles[k],
+							  buf, &lens[k]);
+			sending = send_one(&out, res[k] < 0 ? res[k] : 0, buf,
+					   lens[k]);
 		}
-		store_free(rt->store, fk.items[i].handle);
+		for (unsigned k = 0; k < n; k++)
+			store_free(rt->store, handles[k]);
 	}
-	mem_free(rec, sizeof(*rec));
+	if (sending)
+		stream_flush(&out);
+	mem_free(bufs, STORE_AHEAD_MAX * PAGE_SIZE);
+	mem_free(out.buf, STREAM_BYTES);
 }
 
 void upg_fork_parent(struct upg_runtime *rt)
@@ -223,9 +288,11 @@ static int register_regions(struct upg_runtime *rt)
 }
 
 /* A page streamed from the parent: store it again, or if the new store has
- * no room, install it (over budget rather than lost). */
+ * no room, install it (over budget rather than lost).  `page`: room to
+ * unpack it.  Not ok (rec and page may then be NULL): poisoned, never
+ * left naming a handle of the parent's store. */
 static void adopt(struct upg_runtime *rt, struct fork_item *it,
-		  struct fork_record *rec, bool ok)
+		  struct fork_record *rec, bool ok, char *page)
 {
 	struct upg_region *r = it->r;
 	pte_t old = pte_make(PTE_STORED, 0, it->handle), val;
@@ -240,9 +307,10 @@ static void adopt(struct upg_runtime *rt, struct fork_item *it,
 		return;	/* dropped while the fork was under way */
 	if (!ok || rec->status < 0) {
 		val = pte_make(PTE_POISONED, 0, 0);
-	} else if (store_put(rt->store, rec->page, &h) == 0) {
+	} else if (store_put_packed(rt->store, rec->page, rec->len, &h) == 0) {
 		val = pte_make(PTE_STORED, 0, h);
-	} else if (uffd_copy(rt->uffd, addr, rec->page, PAGE_SIZE, false) == 0) {
+	} else if (store_unpack(rt->store, rec->page, rec->len, page) == 0 &&
+		   uffd_copy(rt->uffd, addr, page, PAGE_SIZE, false) == 0) {
 		val = pte_make(PTE_RESIDENT, PTE_DIRTY | PTE_REF, 0);
 		region_add_resident(r, 1);
 	} else {
@@ -266,10 +334,50 @@ static int orphan_leaf(uint64_t first, _Atomic pte_t *leaf, void *arg)
 	return 0;
 }
 
+/* Copy the next n bytes of the stream to dst, receiving more as needed;
+ * false if the parent's end closed first. */
+static bool stream_take(struct stream *in, void *dst, size_t n)
+{
+	while (n) {
+		size_t k;
+
+		if (in->pos == in->len) {
+			ssize_t got = recv(fk.sock[1], in->buf, STREAM_BYTES, 0);
+
+			if (got <= 0 && !(got < 0 && errno == EINTR))
+				return false;
+			in->len = got > 0 ? (size_t)got : 0;
+			in->pos = 0;
+			continue;
+		}
+		k = MIN(n, in->len - in->pos);
+		memcpy(dst, in->buf + in->pos, k);
+		in->pos += k;
+		dst = (char *)dst + k;
+		n -= k;
+	}
+	return true;
+}
+
+/* One record from the parent; false if the stream broke or made no
+ * sense (the rest is lost). */
+static bool receive_one(struct stream *in, struct fork_record *rec)
+{
+	if (!stream_take(in, rec, RECORD_HEAD))
+		return false;
+	if (rec->status < 0)
+		return rec->len == 0;
+	if (rec->len == 0 || rec->len > PAGE_SIZE)
+		return false;
+	return stream_take(in, rec->page, rec->len);
+}
+
 static void receive_pages(struct upg_runtime *rt)
 {
 	struct fork_record *rec = mem_alloc(sizeof(*rec));
-	bool ok = rec && fk.sock[1] >= 0;
+	struct stream in = { mem_alloc(STREAM_BYTES), 0, 0 };
+	char *page = mem_alloc(PAGE_SIZE);
+	bool ok = rec && in.buf && page && fk.sock[1] >= 0;
 	size_t lost = 0;
 
 	if (fk.partial) {
@@ -280,15 +388,15 @@ static void receive_pages(struct upg_runtime *rt)
 	}
 	for (size_t i = 0; i < fk.n; i++) {
 		if (ok)
-			ok = recv(fk.sock[1], rec, sizeof(*rec), MSG_WAITALL) ==
-			     (ssize_t)sizeof(*rec);
+			ok = receive_one(&in, rec);
 		lost += !ok;
-		if (rec)
-			adopt(rt, &fk.items[i], rec, ok);
+		adopt(rt, &fk.items[i], rec, ok, page);
 	}
 	if (lost)
 		log_error("fork: %zu stored page(s) did not reach the child: "
 			  "they are poisoned (SIGBUS on access)", lost);
+	mem_free(page, PAGE_SIZE);
+	mem_free(in.buf, STREAM_BYTES);
 	mem_free(rec, sizeof(*rec));
 }
 

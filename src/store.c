@@ -903,33 +903,23 @@ static long open_room(struct store *st, size_t len)
 /* A copy is worth its RAM only when it takes at most half a page. */
 #define COPY_MAX_LEN (PAGE_SIZE / 2)
 
-static int put(struct store *st, const void *page, void *owner,
-	       uint64_t *handle)
+/* Place `len` bytes of a packed page (compressed, or raw when len is
+ * PAGE_SIZE) in the open segment as a new object.  Caller holds put_lock. */
+static int put_packed(struct store *st, const void *src, size_t len,
+		      void *owner, uint64_t *handle)
 {
-	size_t len;
-	const void *src;
-	uint32_t csum, idx;
+	uint32_t csum = codec_checksum(src, len, 0), idx;
 	struct seg *s;
 	long pos;
 	int err;
 
-	pthread_mutex_lock(&st->put_lock);
-	len = codec_compress(st->codec, page, st->scratch);
-	if (owner && (len == 0 || len > COPY_MAX_LEN)) {
-		err = -E2BIG;
-		goto out;
-	}
-	src = len ? st->scratch : page;
-	len = len ? len : PAGE_SIZE;
-	csum = codec_checksum(src, len, 0);
 	pos = open_room(st, len);
-	err = pos < 0 ? (int)pos : 0;
-	if (err)
-		goto out;
+	if (pos < 0)
+		return (int)pos;
 	s = seg_of(st, st->open);
 	err = sum_reserve(s);
 	if (err)
-		goto out;
+		return err;
 	memcpy(s->buf + pos, src, len);
 
 	wrlock(st);
@@ -952,7 +942,20 @@ static int put(struct store *st, const void *page, void *owner,
 		*handle = (uint64_t)o->gen << 32 | idx;
 	}
 	unlock(st);
-out:
+	return err;
+}
+
+static int put(struct store *st, const void *page, void *owner,
+	       uint64_t *handle)
+{
+	size_t len;
+	int err = -E2BIG;
+
+	pthread_mutex_lock(&st->put_lock);
+	len = codec_compress(st->codec, page, st->scratch);
+	if (!owner || (len != 0 && len <= COPY_MAX_LEN))
+		err = len ? put_packed(st, st->scratch, len, owner, handle) :
+			    put_packed(st, page, PAGE_SIZE, owner, handle);
 	pthread_mutex_unlock(&st->put_lock);
 	return err;
 }
@@ -960,6 +963,30 @@ out:
 int store_put(struct store *st, const void *page, uint64_t *handle)
 {
 	return put(st, page, NULL, handle);
+}
+
+int store_put_packed(struct store *st, const void *src, size_t len,
+		     uint64_t *handle)
+{
+	int err;
+
+	if (len == 0 || len > PAGE_SIZE)
+		return -EINVAL;
+	pthread_mutex_lock(&st->put_lock);
+	err = put_packed(st, src, len, NULL, handle);
+	pthread_mutex_unlock(&st->put_lock);
+	return err;
+}
+
+int store_unpack(struct store *st, const void *src, size_t len, void *page)
+{
+	if (len == PAGE_SIZE) {
+		memcpy(page, src, PAGE_SIZE);
+		return 0;
+	}
+	if (len == 0 || len > PAGE_SIZE)
+		return -EILSEQ;
+	return codec_decompress(st->codec, src, len, page) ? -EILSEQ : 0;
 }
 
 int store_put_copy(struct store *st, const void *page, void *owner,
@@ -970,15 +997,22 @@ int store_put_copy(struct store *st, const void *page, void *owner,
 	return put(st, page, owner, handle);
 }
 
-int store_decode(struct codec *c, const void *src, size_t len, uint32_t csum,
-		 void *page)
+/* Checked before decoding: the codecs are not asked to make sense of
+ * bytes that are not what was stored. */
+static int check(const void *src, size_t len, uint32_t csum)
 {
 	if (len == 0 || len > PAGE_SIZE)
 		return -EILSEQ;
-	/* Checked before decoding: the codecs are not asked to make sense
-	 * of bytes that are not what was stored. */
-	if (codec_checksum(src, len, 0) != csum)
-		return -EBADMSG;
+	return codec_checksum(src, len, 0) != csum ? -EBADMSG : 0;
+}
+
+int store_decode(struct codec *c, const void *src, size_t len, uint32_t csum,
+		 void *page)
+{
+	int err = check(src, len, csum);
+
+	if (err)
+		return err;
 	if (len == PAGE_SIZE) {
 		memcpy(page, src, PAGE_SIZE);
 		return 0;
@@ -987,11 +1021,12 @@ int store_decode(struct codec *c, const void *src, size_t len, uint32_t csum,
 }
 
 /* Open (sealed) or check, and decode, `len` stored bytes of object o into
- * `page`.  -EBADMSG when they do not open or match: `where` says whence,
- * for the log. */
+ * `page`; with `packed`, copy them there checked but still compressed, and
+ * set *packed to their length.  -EBADMSG when they do not open or match:
+ * `where` says whence, for the log. */
 static int bytes_decode(struct store *st, const char *src, size_t len,
 			const struct obj *o, uint64_t handle, void *page,
-			const char *where)
+			size_t *packed, const char *where)
 {
 	char plain[PAGE_SIZE];
 	uint32_t csum = o->csum;
@@ -1012,7 +1047,15 @@ static int bytes_decode(struct store *st, const char *src, size_t len,
 		len = (size_t)err;
 		csum = codec_checksum(src, len, 0);
 	}
-	err = store_decode(st->codec, src, len, csum, page);
+	if (packed) {
+		err = check(src, len, csum);
+		if (!err) {
+			memcpy(page, src, len);
+			*packed = len;
+		}
+	} else {
+		err = store_decode(st->codec, src, len, csum, page);
+	}
 	if (err == -EBADMSG) {
 		count(&st->checksum_errors);
 		log_error("store: checksum mismatch, handle %#llx from %s",
@@ -1025,11 +1068,12 @@ static int bytes_decode(struct store *st, const char *src, size_t len,
 	return err ? -EBADMSG : 0;
 }
 
-/* Check and decode a stored object into `page`. */
+/* Check and decode a stored object into `page` (packed: as bytes_decode). */
 static int obj_decode(struct store *st, const char *src, const struct obj *o,
-		      uint64_t handle, void *page)
+		      uint64_t handle, void *page, size_t *packed)
 {
-	return bytes_decode(st, src, o->len, o, handle, page, "the store");
+	return bytes_decode(st, src, o->len, o, handle, page, packed,
+			    "the store");
 }
 
 /* Bytes from an object's block to the end of the block it ends in: what
@@ -1044,7 +1088,7 @@ static uint64_t obj_span(const struct obj *o)
  * one is not the object.  res: remote_item.res. */
 static int remote_decode(struct store *st, const struct obj *o,
 			 uint64_t handle, const struct remote_item *it,
-			 unsigned copy, void *page, bool quiet)
+			 unsigned copy, void *page, size_t *packed, bool quiet)
 {
 	char where[128];
 
@@ -1052,7 +1096,7 @@ static int remote_decode(struct store *st, const struct obj *o,
 		 remote_server_name(st->remote, it->server), copy);
 	if (it->res >= 0)
 		return bytes_decode(st, it->buf, (size_t)it->res, o, handle,
-				    page, where);
+				    page, packed, where);
 	if (quiet)
 		return it->res;
 	log_error("store: handle %#llx not read from %s: %s",
@@ -1067,7 +1111,7 @@ static int remote_decode(struct store *st, const struct obj *o,
 /* Read a remote object: its primary copy, then its replicas.  -EBADMSG
  * (the caller poisons the page) when no copy opens. */
 static int get_remote(struct store *st, uint64_t handle, struct obj copy,
-		      void *page)
+		      void *page, size_t *packed)
 {
 	char buf[PAGE_SIZE + SEAL_TAG];
 
@@ -1076,7 +1120,8 @@ static int get_remote(struct store *st, uint64_t handle, struct obj copy,
 					  .cap = sizeof(buf) };
 
 		remote_get(st->remote, c, &it, 1);
-		if (remote_decode(st, &copy, handle, &it, c, page, false) == 0) {
+		if (remote_decode(st, &copy, handle, &it, c, page, packed,
+				  false) == 0) {
 			count(&st->reads_remote);
 			return 0;
 		}
@@ -1094,7 +1139,8 @@ static int get_remote(struct store *st, uint64_t handle, struct obj copy,
  */
 static int decode_read(struct store *st, const struct io_reader *r,
 		       uint64_t lo, int err, const struct obj *copy,
-		       uint32_t epoch, uint64_t handle, void *page)
+		       uint32_t epoch, uint64_t handle, void *page,
+		       size_t *packed)
 {
 	if (seg_of(st, copy->seg)->epoch != epoch)
 		return 1;
@@ -1102,13 +1148,13 @@ static int decode_read(struct store *st, const struct io_reader *r,
 		return -EIO;
 	count(&st->reads_disk);
 	return obj_decode(st, (const char *)io_reader_buf(r) +
-			  (copy->off - lo), copy, handle, page);
+			  (copy->off - lo), copy, handle, page, packed);
 }
 
 /* Read a disk object through a reader ring.  Returns 1 if its segment was
  * recycled during the read (the object moved: look it up again). */
 static int get_disk(struct store *st, uint64_t handle, struct obj copy,
-		    uint32_t epoch, int slot, void *page)
+		    uint32_t epoch, int slot, void *page, size_t *packed)
 {
 	struct io_reader *r = io_reader_get(st->io);
 	uint64_t block = copy.off & PAGE_MASK;
@@ -1117,7 +1163,8 @@ static int get_disk(struct store *st, uint64_t handle, struct obj copy,
 	err = io_reader_read(r, (uint64_t)slot * SEG_SIZE + block,
 			     obj_span(&copy));
 	rdlock(st);
-	err = decode_read(st, r, block, err, &copy, epoch, handle, page);
+	err = decode_read(st, r, block, err, &copy, epoch, handle, page,
+			  packed);
 	unlock(st);
 	if (err == -EIO)
 		count(&st->io_errors);
@@ -1125,7 +1172,8 @@ static int get_disk(struct store *st, uint64_t handle, struct obj copy,
 	return err;
 }
 
-int store_get(struct store *st, uint64_t handle, void *page, bool *from_disk)
+static int get(struct store *st, uint64_t handle, void *page,
+	       bool *from_disk, size_t *packed)
 {
 	struct obj *o, copy;
 	struct seg *s;
@@ -1144,13 +1192,14 @@ int store_get(struct store *st, uint64_t handle, void *page, bool *from_disk)
 			unlock(st);
 			if (from_disk)
 				*from_disk = true;
-			return get_remote(st, handle, copy, page);
+			return get_remote(st, handle, copy, page, packed);
 		}
 		s = seg_of(st, o->seg);
 		if (s->buf) {
 			/* RAM tier: decode in place; the read lock keeps
 			 * the buffer. */
-			err = obj_decode(st, s->buf + o->off, o, handle, page);
+			err = obj_decode(st, s->buf + o->off, o, handle, page,
+					 packed);
 			unlock(st);
 			count(&st->reads_ram);
 			if (from_disk)
@@ -1163,9 +1212,20 @@ int store_get(struct store *st, uint64_t handle, void *page, bool *from_disk)
 		unlock(st);
 		if (from_disk)
 			*from_disk = true;
-		err = get_disk(st, handle, copy, epoch, slot, page);
+		err = get_disk(st, handle, copy, epoch, slot, page, packed);
 	} while (err == 1);
 	return err;
+}
+
+int store_get(struct store *st, uint64_t handle, void *page, bool *from_disk)
+{
+	return get(st, handle, page, from_disk, NULL);
+}
+
+int store_get_packed(struct store *st, uint64_t handle, void *buf,
+		     size_t *len)
+{
+	return get(st, handle, buf, NULL, len);
 }
 
 /* An object of a read-ahead on disk: where it was when looked up. */
@@ -1180,7 +1240,7 @@ struct ahead_obj {
  * read fetches: returns their slot (-1 if none) and the span [*lo, *hi)
  * within it.  Caller holds the read lock. */
 static int ahead_span(struct store *st, const uint64_t *handles, unsigned n,
-		      char *pages, int *res, struct ahead_obj *a,
+		      char *pages, size_t *lens, int *res, struct ahead_obj *a,
 		      uint64_t *lo, uint64_t *hi)
 {
 	int slot = -1;
@@ -1202,7 +1262,8 @@ static int ahead_span(struct store *st, const uint64_t *handles, unsigned n,
 		s = seg_of(st, o->seg);
 		if (s->buf) {
 			res[i] = obj_decode(st, s->buf + o->off, o, handles[i],
-					    pages + (size_t)i * PAGE_SIZE);
+					    pages + (size_t)i * PAGE_SIZE,
+					    lens ? &lens[i] : NULL);
 			count(&st->reads_ram);
 			continue;
 		}
@@ -1223,7 +1284,7 @@ static int ahead_span(struct store *st, const uint64_t *handles, unsigned n,
  * primary copies.  One that does not come stays -EAGAIN: its own fault
  * tries the replicas, and reports it lost. */
 static void ahead_remote(struct store *st, const uint64_t *handles,
-			 unsigned n, char *pages, int *res,
+			 unsigned n, char *pages, size_t *lens, int *res,
 			 const struct ahead_obj *a)
 {
 	char buf[STORE_AHEAD_MAX][PAGE_SIZE + SEAL_TAG];
@@ -1246,15 +1307,16 @@ static void ahead_remote(struct store *st, const uint64_t *handles,
 
 		/* Not logged: its own fault tries again, and logs. */
 		if (remote_decode(st, &a[i].copy, handles[i], &it[k], 0,
-				  pages + (size_t)i * PAGE_SIZE, true) == 0) {
+				  pages + (size_t)i * PAGE_SIZE,
+				  lens ? &lens[i] : NULL, true) == 0) {
 			count(&st->reads_remote);
 			res[i] = 1;
 		}
 	}
 }
 
-void store_get_ahead(struct store *st, const uint64_t *handles, unsigned n,
-		     char *pages, int *res)
+static void get_ahead(struct store *st, const uint64_t *handles, unsigned n,
+		      char *pages, size_t *lens, int *res)
 {
 	struct ahead_obj a[STORE_AHEAD_MAX] = { 0 };
 	struct io_reader *r;
@@ -1263,10 +1325,10 @@ void store_get_ahead(struct store *st, const uint64_t *handles, unsigned n,
 
 	n = MIN(n, STORE_AHEAD_MAX);
 	rdlock(st);
-	slot = ahead_span(st, handles, n, pages, res, a, &lo, &hi);
+	slot = ahead_span(st, handles, n, pages, lens, res, a, &lo, &hi);
 	unlock(st);
 	if (st->remote)
-		ahead_remote(st, handles, n, pages, res, a);
+		ahead_remote(st, handles, n, pages, lens, res, a);
 	if (slot < 0)
 		return;
 	r = io_reader_get(st->io);
@@ -1280,12 +1342,25 @@ void store_get_ahead(struct store *st, const uint64_t *handles, unsigned n,
 		if (!a[i].want)
 			continue;
 		rc = decode_read(st, r, lo, err, &a[i].copy, a[i].epoch,
-				 handles[i], pages + (size_t)i * PAGE_SIZE);
+				 handles[i], pages + (size_t)i * PAGE_SIZE,
+				 lens ? &lens[i] : NULL);
 		/* Moved during the read: simply not read ahead. */
 		res[i] = rc == 1 ? -EAGAIN : rc ?: 1;
 	}
 	unlock(st);
 	io_reader_put(r);
+}
+
+void store_get_ahead(struct store *st, const uint64_t *handles, unsigned n,
+		     char *pages, int *res)
+{
+	get_ahead(st, handles, n, pages, NULL, res);
+}
+
+void store_get_ahead_packed(struct store *st, const uint64_t *handles,
+			    unsigned n, char *bufs, size_t *lens, int *res)
+{
+	get_ahead(st, handles, n, bufs, lens, res);
 }
 
 void store_ref(struct store *st, uint64_t handle)

@@ -120,6 +120,22 @@ int store_put_copy(struct store *st, const void *page, void *owner,
 int store_get(struct store *st, uint64_t handle, void *page, bool *from_disk);
 
 /*
+ * A page as the store keeps it, for fork(), which hands every stored page
+ * to the child's store: store_get_packed reads the page of `handle` into
+ * the 4 KiB `buf` checked (opened, if sealed) but not decompressed, and
+ * sets *len (PAGE_SIZE: stored raw); errors as store_get.
+ * store_put_packed stores such bytes as a new object of a store with the
+ * same codec, as store_put would have (-EINVAL for a length no page
+ * packs to); store_unpack decodes them into a page (-EILSEQ if they do
+ * not make one).
+ */
+int store_get_packed(struct store *st, uint64_t handle, void *buf,
+		     size_t *len);
+int store_put_packed(struct store *st, const void *src, size_t len,
+		     uint64_t *handle);
+int store_unpack(struct store *st, const void *src, size_t len, void *page);
+
+/*
  * Read-ahead: fetch the pages of handles[0..n) (n <= STORE_AHEAD_MAX) into
  * pages + i * 4 KiB, those in the RAM tier from RAM and those on disk with
  * a single read: the ones in the first such object's segment whose blocks
@@ -133,6 +149,10 @@ int store_get(struct store *st, uint64_t handle, void *page, bool *from_disk);
 #define STORE_AHEAD_MAX 16
 void store_get_ahead(struct store *st, const uint64_t *handles, unsigned n,
 		     char *pages, int *res);
+/* The same, each page packed as store_get_packed gives it, its length in
+ * lens[i] (fork's transfer, which reads every stored page). */
+void store_get_ahead_packed(struct store *st, const uint64_t *handles,
+			    unsigned n, char *bufs, size_t *lens, int *res);
 
 /*
  * Check one stored object of `len` bytes against its checksum and decode

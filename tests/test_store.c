@@ -878,6 +878,48 @@ static void probe_or_skip(void)
 	close(fd);
 }
 
+/* fork's transfer: pages read packed from one store (RAM tier and disk,
+ * compressible and raw) are stored as they come in another of the same
+ * codec and read back exactly; a corrupt object is refused, not passed on. */
+START_TEST(test_packed_transfer)
+{
+	const int n = 3000;
+	struct store *from = make_store(_i, 1 * MiB, 64 * MiB);
+	struct store *to = make_store(_i, 1 * MiB, 64 * MiB);
+	uint64_t *h = calloc(n, sizeof(*h)), *h2 = calloc(n, sizeof(*h2));
+	uint8_t buf[PAGE_SIZE], page[PAGE_SIZE], want[PAGE_SIZE];
+	size_t len;
+
+	for (int i = 0; i < n; i++)
+		h[i] = put_ok(from, i % 3, (uint64_t)i);
+	ck_assert_uint_gt(stats(from).disk_objects, 0);
+	for (int i = 0; i < n; i++) {
+		len = 0;
+		ck_assert_int_eq(store_get_packed(from, h[i], buf, &len), 0);
+		ck_assert(len > 0 && len <= PAGE_SIZE);
+		/* As kept: raw pages whole, others compressed. */
+		ck_assert(i % 3 == K_RANDOM || _i == UPG_CODEC_NONE ?
+			  len == PAGE_SIZE : len < PAGE_SIZE);
+		ck_assert_int_eq(store_unpack(to, buf, len, page), 0);
+		fill_page(want, i % 3, (uint64_t)i);
+		ck_assert(memcmp(page, want, PAGE_SIZE) == 0);
+		ck_assert_int_eq(store_put_packed(to, buf, len, &h2[i]), 0);
+	}
+	for (int i = 0; i < n; i++)
+		check_page(to, h2[i], i % 3, (uint64_t)i, -1);
+	ck_assert_uint_eq(stats(to).bytes_stored, stats(from).bytes_stored);
+	ck_assert_int_eq(store_put_packed(to, buf, 0, &h2[0]), -EINVAL);
+	ck_assert_int_eq(store_put_packed(to, buf, PAGE_SIZE + 1, &h2[0]),
+			 -EINVAL);
+	ck_assert_int_eq(store_corrupt(from, h[1]), 0);
+	ck_assert_int_eq(store_get_packed(from, h[1], buf, &len), -EBADMSG);
+	free(h);
+	free(h2);
+	store_destroy(from);
+	store_destroy(to);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
 	Suite *s = suite_create("store");
@@ -901,6 +943,8 @@ static Suite *store_suite(void)
 	tcase_add_loop_test(tc, test_corrupt, UPG_CODEC_LZ4,
 			    UPG_CODEC_NONE + 1);
 	tcase_add_test(tc, test_create_errors);
+	tcase_add_loop_test(tc, test_packed_transfer, UPG_CODEC_LZ4,
+			    UPG_CODEC_NONE + 1);
 	suite_add_tcase(s, tc);
 	return s;
 }
