@@ -31,9 +31,9 @@
  * upg_region_drop (from an allocator hook) may free the handle.
  */
 #include <errno.h>
-#include <stddef.h>
 #include <poll.h>
 #include <sched.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>

@@ -978,15 +978,21 @@ int store_put_packed(struct store *st, const void *src, size_t len,
 	return err;
 }
 
-int store_unpack(struct store *st, const void *src, size_t len, void *page)
+/* Decode `len` packed bytes of a page (PAGE_SIZE: raw) into `page`. */
+static int unpack(struct codec *c, const void *src, size_t len, void *page)
 {
 	if (len == PAGE_SIZE) {
 		memcpy(page, src, PAGE_SIZE);
 		return 0;
 	}
+	return codec_decompress(c, src, len, page) ? -EILSEQ : 0;
+}
+
+int store_unpack(struct store *st, const void *src, size_t len, void *page)
+{
 	if (len == 0 || len > PAGE_SIZE)
 		return -EILSEQ;
-	return codec_decompress(st->codec, src, len, page) ? -EILSEQ : 0;
+	return unpack(st->codec, src, len, page);
 }
 
 int store_put_copy(struct store *st, const void *page, void *owner,
@@ -1011,13 +1017,7 @@ int store_decode(struct codec *c, const void *src, size_t len, uint32_t csum,
 {
 	int err = check(src, len, csum);
 
-	if (err)
-		return err;
-	if (len == PAGE_SIZE) {
-		memcpy(page, src, PAGE_SIZE);
-		return 0;
-	}
-	return codec_decompress(c, src, len, page) ? -EILSEQ : 0;
+	return err ? err : unpack(c, src, len, page);
 }
 
 /* Open (sealed) or check, and decode, `len` stored bytes of object o into
