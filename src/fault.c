@@ -208,31 +208,31 @@ static int swap_lost(struct upg_region *r, uint64_t idx, _Atomic pte_t *e,
 }
 
 /*
- * Install a stored page fetched into `page`, write-protected, keeping the
- * stored copy (CACHED) until it is written, so an unmodified page is later
- * dropped rather than stored again; or, where most pages swapped in are
- * written soon (swapcopy.h), writable, the copy let go.  Unlocks e.
+ * Whether a stored page about to be installed keeps its stored copy: it
+ * is then installed write-protected (CACHED) until written, so an
+ * unmodified page is later dropped rather than stored again; or, where
+ * most pages swapped in are written soon (swapcopy.h), writable, the copy
+ * let go.  Snapshots that read the page through the region must see its
+ * first write (they keep the old contents then).
  */
-static int swap_install(struct upg_region *r, uint64_t idx, _Atomic pte_t *e,
-			pte_t old, const void *page)
+static bool swap_keep(struct upg_region *r, pte_t old)
+{
+	return r->wp && ((old & PTE_FILECOPY) || atomic_load(&r->snap.list) ||
+			 swapcopy_keep(&r->swapcopy));
+}
+
+/* The bookkeeping of a stored page now installed (present), writable or
+ * write-protected as `keep` said.  Unlocks e. */
+static void swap_installed(struct upg_region *r, uint64_t idx,
+			   _Atomic pte_t *e, pte_t old, bool keep)
 {
 	struct upg_runtime *rt = r->rt;
 	uint64_t handle = pte_payload(old), hot;
-	void *addr = page_addr(r, idx);
-	/* Snapshots that read the page through the region must see its
-	 * first write (they keep the old contents then). */
-	bool keep = r->wp && ((old & PTE_FILECOPY) ||
-			      atomic_load(&r->snap.list) ||
-			      swapcopy_keep(&r->swapcopy));
-	int rc = uffd_copy(rt->uffd, addr, page, PAGE_SIZE, keep);
 
-	if (rc < 0 && rc != -EEXIST) {
-		pte_unlock(e, old);
-		return rc;
-	}
 	/* A page evicted and wanted back within a second is hot: the
 	 * policy keeps it for a few more laps of its hand. */
-	hot = ghost_is_refault(rt, (uintptr_t)addr) ? PTE_AGE_HOT : 0;
+	hot = ghost_is_refault(rt, (uintptr_t)page_addr(r, idx)) ? PTE_AGE_HOT
+								 : 0;
 	region_add_resident(r, 1);
 	COUNT(r, pages_filled, 1);
 	if (old & PTE_FILECOPY) {
@@ -242,7 +242,7 @@ static int swap_install(struct upg_region *r, uint64_t idx, _Atomic pte_t *e,
 		COUNT(r, file_copy_hits, 1);
 		pte_unlock(e, pte_make(PTE_RESIDENT, PTE_CACHED | PTE_RANDOM |
 						     PTE_REF | hot, 0));
-		return 0;
+		return;
 	}
 	if (!keep) {
 		/* Writes cannot be seen, or here they come to most pages
@@ -250,11 +250,52 @@ static int swap_install(struct upg_region *r, uint64_t idx, _Atomic pte_t *e,
 		store_free(rt->store, handle);
 		pte_unlock(e, pte_make(PTE_RESIDENT, PTE_DIRTY | PTE_REF | hot,
 				       0));
-		return 0;
+		return;
 	}
 	pte_unlock(e, pte_make(PTE_RESIDENT, PTE_CACHED | PTE_REF | hot,
 			       handle));
+}
+
+/* Install a stored page fetched into `page` (swap_keep says how).
+ * Unlocks e. */
+static int swap_install(struct upg_region *r, uint64_t idx, _Atomic pte_t *e,
+			pte_t old, const void *page, bool keep)
+{
+	int rc = uffd_copy(r->rt->uffd, page_addr(r, idx), page, PAGE_SIZE,
+			   keep);
+
+	if (rc < 0 && rc != -EEXIST) {
+		pte_unlock(e, old);
+		return rc;
+	}
+	swap_installed(r, idx, e, old, keep);
 	return 0;
+}
+
+/*
+ * Install n pages of a cluster at consecutive indices from idx, fetched
+ * into `pages` one after the other, all kept alike: one UFFDIO_COPY for
+ * them all, where a COPY each cost an ioctl each (about six a swap-in
+ * fault for sqlite3 at half its peak).  A page present already (EEXIST)
+ * counts as installed, as in swap_install.  If the COPY fails part way,
+ * each page is installed on its own: those it did install report EEXIST.
+ * Unlocks the entries.
+ */
+static void swap_install_run(struct upg_region *r, uint64_t idx,
+			     _Atomic pte_t **e, const pte_t *old,
+			     const char *pages, unsigned n, bool keep)
+{
+	int rc = uffd_copy(r->rt->uffd, page_addr(r, idx), pages,
+			   (size_t)n * PAGE_SIZE, keep);
+
+	for (unsigned i = 0; i < n; i++) {
+		if (rc == 0 || rc == -EEXIST)
+			swap_installed(r, idx + i, e[i], old[i], keep);
+		else
+			swap_install(r, idx + i, e[i], old[i],
+				     pages + (size_t)i * PAGE_SIZE, keep);
+	}
+	COUNT(r, swapin_clustered, n);
 }
 
 /* Bring one stored page back through the bounce page.  Entry locked by
@@ -284,13 +325,14 @@ static int swap_in_one(struct fault_ctx *c, struct upg_region *r,
 	}
 	if (rc < 0)
 		return swap_lost(r, idx, e, old, rc);
-	return swap_install(r, idx, e, old, c->bounce);
+	return swap_install(r, idx, e, old, c->bounce, swap_keep(r, old));
 }
 
 /*
  * A stored page faulted: bring it in with its cluster (cluster.h), fetched
- * together, each installed as swap_install does.  A cluster page that did
- * not come stays stored: its own fault fetches it, or reports it lost.
+ * together: the faulting page first, then the others a run at a time
+ * (swap_install_run).  A cluster page that did not come stays stored: its
+ * own fault fetches it, or reports it lost.
  */
 static int swap_in(struct fault_ctx *c, struct upg_region *r, uint64_t idx,
 		   _Atomic pte_t *e, pte_t old, int *kind)
@@ -299,6 +341,7 @@ static int swap_in(struct fault_ctx *c, struct upg_region *r, uint64_t idx,
 	pte_t olds[FILL_MAX_PAGES] = { old };
 	uint64_t handles[FILL_MAX_PAGES], page[FILL_MAX_PAGES];
 	int res[FILL_MAX_PAGES], rc;
+	bool keep[FILL_MAX_PAGES];
 	unsigned n = cluster_lock(r, idx, ents, olds, page);
 
 	if (n > 1 && !budget_charge(r->rt, n)) {
@@ -312,20 +355,28 @@ static int swap_in(struct fault_ctx *c, struct upg_region *r, uint64_t idx,
 		handles[i] = pte_payload(olds[i]);
 	store_get_ahead(r->rt->store, handles, n, c->bounce, res);
 	*kind = res[0] == 0 ? UPG_FAULT_SWAPIN_RAM : UPG_FAULT_SWAPIN_DISK;
+	/* The faulting page first: its thread runs on meanwhile. */
 	if (res[0] >= 0)
-		rc = swap_install(r, idx, e, old, c->bounce);
+		rc = swap_install(r, idx, e, old, c->bounce,
+				  swap_keep(r, old));
 	else if (res[0] == -EIO || res[0] == -EBADMSG)
 		rc = swap_lost(r, idx, e, old, res[0]);
 	else	/* not fetched with the others: on its own, as ever */
 		rc = swap_in_one(c, r, idx, e, old, kind);
-	for (unsigned i = 1; i < n; i++) {
-		if (res[i] >= 0) {
-			swap_install(r, page[i], ents[i], olds[i],
-				     (char *)c->bounce + i * PAGE_SIZE);
-			COUNT(r, swapin_clustered, 1);
-		} else {
+	for (unsigned i = 0; i < n; i++)
+		keep[i] = i > 0 && res[i] >= 0 && swap_keep(r, olds[i]);
+	/* The others in runs of consecutive pages fetched and kept alike. */
+	for (unsigned i = 1, k; i < n; i += k) {
+		for (k = 1; i + k < n && res[i] >= 0 && res[i + k] >= 0 &&
+			    page[i + k] == page[i] + k && keep[i + k] == keep[i];
+		     k++)
+			;
+		if (res[i] >= 0)
+			swap_install_run(r, page[i], &ents[i], &olds[i],
+					 (char *)c->bounce + i * PAGE_SIZE, k,
+					 keep[i]);
+		else
 			pte_unlock(ents[i], olds[i]);
-		}
 	}
 	return rc;
 }
