@@ -78,15 +78,13 @@ struct evictor {
 	_Atomic bool stuck;		/* the last round found nothing to evict */
 	_Atomic bool warned_full, warned_thrash;
 	void *staging;			/* BATCH registered pages MOVEs land in */
-	char *moved;			/* BATCH pages staged pages are read
-					 * into (moved_contents), or NULL */
 	int pidfd;			/* this process, for process_madvise */
 	int memfd;			/* /proc/self/mem, or -1 */
 	uint64_t limit, high, low;	/* bytes */
 	uintptr_t hand;			/* address the sweep resumes at */
 	struct ghost ghosts[GHOSTS];
 	struct zap_batch zap;		/* the evictor thread's */
-	char copy[PAGE_SIZE];		/* a page read to be kept */
+	char pages[BATCH * PAGE_SIZE];	/* pages read_pages read */
 	struct tier tier;		/* the RAM tier's share (tier.h) */
 	/* Thrashing detection over one-second windows. */
 	_Atomic uint64_t win_start, win_swapins, win_refaults;
@@ -425,26 +423,34 @@ static int stored_entry(struct upg_runtime *rt, struct upg_region *r,
 }
 
 /*
+ * Read n pages at addr into ev->pages through /proc/self/mem: the kernel
+ * copies them through its own mapping of memory, and fails (EIO) on a page
+ * that is not there instead of faulting into our own handlers.  False if
+ * it could not.  Evictor thread only; the caller keeps the pages from
+ * changing (their entries are ours, BUSY, and they are write-protected or
+ * out of the program's reach).
+ */
+static bool read_pages(struct evictor *ev, const void *addr, unsigned n)
+{
+	ssize_t len = (ssize_t)n * PAGE_SIZE;
+
+	return ev->memfd >= 0 && pread(ev->memfd, ev->pages, (size_t)len,
+				       (off_t)(uintptr_t)addr) == len;
+}
+
+/*
  * Where the evictor reads the n pages a MOVE just put in staging `slots`:
- * a copy made through /proc/self/mem, where the kernel reads them through
- * its own mapping of memory.  A load from the staging address would make
- * the hypervisor of a shadow-paged guest (as on the machine upager was
+ * read_pages' copy.  A load from the staging address would make the
+ * hypervisor of a shadow-paged guest (as on the machine upager was
  * measured on) build a mapping for that address first, for every page
  * moved there: store_page_is_zero's first load was then 8.75% of all CPU
  * time of sqlite3 at half its peak, where this read's copy is 1.3%.  The
- * pages cannot change meanwhile: their entries are ours (BUSY) and the
- * program cannot reach the staging area.  The staging address itself if
- * the read fails.  Evictor thread only.
+ * staging address itself if the read fails.
  */
 static const char *moved_contents(struct evictor *ev, char *slots,
 				  unsigned n)
 {
-	size_t len = (size_t)n * PAGE_SIZE;
-
-	if (ev->moved && pread(ev->memfd, ev->moved, len,
-			       (off_t)(uintptr_t)slots) == (ssize_t)len)
-		return ev->moved;
-	return slots;
+	return read_pages(ev, slots, n) ? ev->pages : slots;
 }
 
 /*
@@ -453,8 +459,7 @@ static const char *moved_contents(struct evictor *ev, char *slots,
  * instead of reading the file, so a budget holds more of a random working
  * set than the kernel's page cache would.  The store drops the copy when
  * its tier needs room (file_copy_drop).  The page is read through
- * /proc/self/mem, which fails (EIO) on a page that is not there instead of
- * faulting into our own handlers; it cannot change meanwhile: it is
+ * /proc/self/mem (read_pages); it cannot change meanwhile: it is
  * write-protected and its entry is ours (BUSY) until the batch's zap.
  * Where pages do not compress, the tries are spaced out.
  */
@@ -468,10 +473,9 @@ static void keep_copy(struct upg_runtime *rt, struct evictor *ev,
 	if (ev->memfd < 0 || (r->copy_refusals >= COPY_REFUSALS &&
 			      r->copy_skips++ % COPY_RETRY))
 		return;
-	if (pread(ev->memfd, ev->copy, PAGE_SIZE, (off_t)(uintptr_t)addr) !=
-	    PAGE_SIZE)
+	if (!read_pages(ev, addr, 1))
 		return;
-	rc = store_put_copy(rt->store, ev->copy, (void *)e, &handle);
+	rc = store_put_copy(rt->store, ev->pages, (void *)e, &handle);
 	r->copy_refusals = rc == -E2BIG ? r->copy_refusals + 1 : 0;
 	if (rc)
 		return;
@@ -493,33 +497,35 @@ static void promote(struct upg_runtime *rt, struct evictor *ev, void *addr,
 {
 	if (ev->memfd < 0 || !store_promotable(rt->store, handle))
 		return;
-	if (pread(ev->memfd, ev->copy, PAGE_SIZE, (off_t)(uintptr_t)addr) ==
-	    PAGE_SIZE)
-		store_promote(rt->store, handle, ev->copy);
+	if (read_pages(ev, addr, 1))
+		store_promote(rt->store, handle, ev->pages);
 }
 
 /*
  * A page shared copy-on-write with a forked child cannot be moved out (MOVE
  * wants it exclusive; a DMA-pinned page is never shared, fork copies those).
  * Copy it instead: write-protect it, so that a write now faults and waits
- * on our BUSY bit, copy it to the staging slot, store it and zap our
- * mapping with the batch; the child keeps its own.  Entry locked by the
- * caller.
+ * on our BUSY bit, read it (read_pages, else through the staging slot),
+ * store it and zap our mapping with the batch; the child keeps its own.
+ * Entry locked by the caller.
  */
 static int evict_shared(struct upg_runtime *rt, struct upg_region *r,
 			_Atomic pte_t *e, pte_t old, void *addr, void *slot,
 			struct zap_batch *zb)
 {
+	const char *src = rt->evictor->pages;
 	pte_t val;
 	int rc = uffd_writeprotect(rt->uffd, addr, PAGE_SIZE, true, false);
 
-	/* The staging area is registered (MOVE's destination must be):
-	 * the kernel fills the slot, a store into it would fault. */
-	if (rc == 0)
+	if (rc == 0 && !read_pages(rt->evictor, addr, 1)) {
+		/* The staging area is registered (MOVE's destination must
+		 * be): the kernel fills the slot, a store into it would
+		 * fault. */
 		rc = uffd_copy(rt->uffd, slot, addr, PAGE_SIZE, false);
+		src = slot;
+	}
 	if (rc == 0)
-		rc = stored_entry(rt, r, moved_contents(rt->evictor, slot, 1),
-				  &val);
+		rc = stored_entry(rt, r, src, &val);
 	if (rc < 0) {
 		/* Protected or not, the page is intact: a write-protect
 		 * fault on it is served as any other. */
@@ -889,15 +895,6 @@ int evictor_start(struct upg_runtime *rt)
 	}
 	madvise(ev->staging, BATCH * PAGE_SIZE, MADV_NOHUGEPAGE);
 	madvise(ev->staging, BATCH * PAGE_SIZE, MADV_DONTFORK);
-	/* Populated now, so that reading into it never faults later. */
-	ev->moved = ev->memfd < 0 ? MAP_FAILED
-				  : mmap(NULL, BATCH * PAGE_SIZE,
-					 PROT_READ | PROT_WRITE,
-					 MAP_PRIVATE | MAP_ANONYMOUS |
-						 MAP_POPULATE,
-					 -1, 0);
-	if (ev->moved == MAP_FAILED)
-		ev->moved = NULL;
 	err = uffd_register(rt->uffd, ev->staging, BATCH * PAGE_SIZE, &wp);
 	if (err)
 		goto fail_map;
@@ -911,8 +908,6 @@ int evictor_start(struct upg_runtime *rt)
 
 fail_map:
 	munmap(ev->staging, BATCH * PAGE_SIZE);
-	if (ev->moved)
-		munmap(ev->moved, BATCH * PAGE_SIZE);
 fail:
 	if (ev->pidfd >= 0)
 		close(ev->pidfd);
@@ -936,8 +931,6 @@ void evictor_stop(struct upg_runtime *rt)
 	pthread_mutex_unlock(&ev->lock);
 	pthread_join(ev->thread, NULL);
 	munmap(ev->staging, BATCH * PAGE_SIZE);
-	if (ev->moved)
-		munmap(ev->moved, BATCH * PAGE_SIZE);
 	pthread_cond_destroy(&ev->wake);
 	pthread_cond_destroy(&ev->progress);
 	if (ev->pidfd >= 0)

@@ -363,8 +363,8 @@ static int swap_in(struct fault_ctx *c, struct upg_region *r, uint64_t idx,
 		rc = swap_lost(r, idx, e, old, res[0]);
 	else	/* not fetched with the others: on its own, as ever */
 		rc = swap_in_one(c, r, idx, e, old, kind);
-	for (unsigned i = 0; i < n; i++)
-		keep[i] = i > 0 && res[i] >= 0 && swap_keep(r, olds[i]);
+	for (unsigned i = 1; i < n; i++)
+		keep[i] = res[i] >= 0 && swap_keep(r, olds[i]);
 	/* The others in runs of consecutive pages fetched and kept alike. */
 	for (unsigned i = 1, k; i < n; i += k) {
 		for (k = 1; i + k < n && res[i] >= 0 && res[i + k] >= 0 &&
