@@ -73,6 +73,12 @@ struct evictor {
 	pthread_mutex_t lock;
 	pthread_cond_t wake;		/* the evictor waits here */
 	pthread_cond_t progress;	/* handlers at the limit wait here */
+	/* Serialises charging: the check against the limit and adding the
+	 * charge to `inflight` are one step, so two handlers can never both
+	 * take the last room.  Held for a few loads; never while waiting. */
+	pthread_mutex_t charge_lock;
+	/* Pages charged by faults still being resolved (budget_settle). */
+	_Atomic uint64_t inflight;
 	_Atomic bool stop, kicked;
 	_Atomic bool store_full;	/* the last put found no room */
 	_Atomic bool stuck;		/* the last round found nothing to evict */
@@ -90,12 +96,20 @@ struct evictor {
 	_Atomic uint64_t win_start, win_swapins, win_refaults;
 };
 
+/*
+ * Any thread.  `inflight` is read first: a fault's install adds its pages
+ * to resident (or reserved) before budget_settle takes them out of
+ * inflight, so read in this order a page in between is counted twice,
+ * never missed.  The evictor stores a page (RAM tier) before it uncharges
+ * it, with the same effect.
+ */
 uint64_t budget_usage(struct upg_runtime *rt)
 {
-	int64_t pages = atomic_load_explicit(&rt->ctr.pages_resident,
-					     memory_order_relaxed) +
-			atomic_load_explicit(&rt->ctr.pages_reserved,
-					     memory_order_relaxed);
+	uint64_t inflight = rt->evictor ? atomic_load(&rt->evictor->inflight)
+					 : 0;
+	int64_t pages = atomic_load(&rt->ctr.pages_resident) +
+			atomic_load(&rt->ctr.pages_reserved) +
+			(int64_t)inflight;
 	/* Without a budget a snapshot may create the store while a handler
 	 * is here (snapshot.c need_store publishes it with release). */
 	struct store *st = __atomic_load_n(&rt->store, __ATOMIC_ACQUIRE);
@@ -134,28 +148,47 @@ static struct timespec deadline_ms(unsigned ms)
 	return t;
 }
 
+/* Pages this thread charged for the fault it is resolving. */
+static _Thread_local uint64_t charged
+	__attribute__((tls_model("initial-exec")));
+
+/* Charge npages if they fit below the limit (or whatever the usage, when
+ * forced); *usage is what the usage would be with them. */
+static bool try_charge(struct upg_runtime *rt, struct evictor *ev,
+		       uint64_t npages, bool force, uint64_t *usage)
+{
+	bool ok;
+
+	pthread_mutex_lock(&ev->charge_lock);
+	*usage = budget_usage(rt) + (npages << PAGE_SHIFT);
+	ok = force || *usage <= ev->limit;
+	if (ok)
+		atomic_fetch_add(&ev->inflight, npages);
+	pthread_mutex_unlock(&ev->charge_lock);
+	if (ok)
+		charged += npages;
+	return ok;
+}
+
 /* At the limit: wait for the evictor to make room, woken by each batch it
- * finishes.  ev->lock is held only around the wait, never while touching
- * managed memory, so the evictor can always take it. */
+ * finishes, and charge.  ev->lock is held only around the wait, never
+ * while touching managed memory, so the evictor can always take it. */
 static bool wait_for_room(struct upg_runtime *rt, struct evictor *ev,
-			  uint64_t need)
+			  uint64_t npages, uint64_t *usage)
 {
 	struct timespec until = deadline_ms(WAIT_MAX_MS);
-	bool room;
+	bool ok;
 
 	pthread_mutex_lock(&ev->lock);
-	for (;;) {
-		room = budget_usage(rt) + need <= ev->limit;
-		if (room || atomic_load(&ev->store_full) ||
-		    atomic_load(&ev->stuck))
-			break;
+	while (!(ok = try_charge(rt, ev, npages, false, usage)) &&
+	       !atomic_load(&ev->store_full) && !atomic_load(&ev->stuck)) {
 		atomic_store(&ev->kicked, true);
 		pthread_cond_signal(&ev->wake);
 		if (pthread_cond_timedwait(&ev->progress, &ev->lock, &until))
 			break;
 	}
 	pthread_mutex_unlock(&ev->lock);
-	return room || budget_usage(rt) + need <= ev->limit;
+	return ok || try_charge(rt, ev, npages, false, usage);
 }
 
 /* Any thread that charges; a relaxed maximum is enough for statistics. */
@@ -174,25 +207,37 @@ static void note_peak(struct upg_runtime *rt, uint64_t usage)
 bool budget_charge(struct upg_runtime *rt, uint64_t npages)
 {
 	struct evictor *ev = rt->evictor;
-	uint64_t need = npages << PAGE_SHIFT, usage;
+	uint64_t usage;
+	bool ok;
 
-	usage = budget_usage(rt) + need;
-	note_peak(rt, usage);
-	if (!ev)
+	if (!ev) {
+		note_peak(rt, budget_usage(rt) + (npages << PAGE_SHIFT));
 		return true;
+	}
+	ok = try_charge(rt, ev, npages, false, &usage);
 	if (usage > ev->high)
 		kick(ev);
-	if (usage <= ev->limit || wait_for_room(rt, ev, need))
-		return true;
-	counter_add(&rt->ctr.over_budget, 1);
-	if (rt->opts.full_policy == UPG_FULL_SIGBUS)
-		return false;
-	if (!atomic_exchange(&ev->warned_full, true))
-		log_warn("memory budget of %llu bytes exceeded: the swap store "
-			 "is full or nothing can be evicted; going over "
-			 "(UPAGER_FULL_POLICY=sigbus refuses instead)",
-			 (unsigned long long)ev->limit);
+	if (!ok && !wait_for_room(rt, ev, npages, &usage)) {
+		counter_add(&rt->ctr.over_budget, 1);
+		if (rt->opts.full_policy == UPG_FULL_SIGBUS)
+			return false;
+		if (!atomic_exchange(&ev->warned_full, true))
+			log_warn("memory budget of %llu bytes exceeded: the "
+				 "swap store is full or nothing can be "
+				 "evicted; going over (UPAGER_FULL_POLICY="
+				 "sigbus refuses instead)",
+				 (unsigned long long)ev->limit);
+		try_charge(rt, ev, npages, true, &usage);
+	}
+	note_peak(rt, usage);
 	return true;
+}
+
+void budget_settle(struct upg_runtime *rt)
+{
+	if (charged && rt->evictor)
+		atomic_fetch_sub(&rt->evictor->inflight, charged);
+	charged = 0;
 }
 
 static struct ghost *ghost_slot(struct evictor *ev, uintptr_t addr)
@@ -866,6 +911,7 @@ int evictor_start(struct upg_runtime *rt)
 	if (!ev)
 		return -ENOMEM;
 	pthread_mutex_init(&ev->lock, NULL);
+	pthread_mutex_init(&ev->charge_lock, NULL);
 	pthread_cond_init(&ev->wake, NULL);
 	pthread_cond_init(&ev->progress, NULL);
 	ev->pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
@@ -938,6 +984,7 @@ void evictor_stop(struct upg_runtime *rt)
 	if (ev->memfd >= 0)
 		close(ev->memfd);
 	pthread_mutex_destroy(&ev->lock);
+	pthread_mutex_destroy(&ev->charge_lock);
 	rt->evictor = NULL;
 	mem_free(ev, sizeof(*ev));
 }

@@ -34,12 +34,19 @@ uint64_t budget_usage(struct upg_runtime *rt);
 uint64_t budget_headroom(struct upg_runtime *rt);
 
 /*
- * Called by a handler before it installs `npages` new pages.  Returns true
- * when they may be installed (waking the evictor past the high watermark,
- * waiting for it at the limit), false when the budget is exhausted, the
- * store is full and the policy is SIGBUS.
+ * Called while resolving a fault (fault_serve), before installing
+ * `npages` new pages.  Returns true when they may be installed (waking the
+ * evictor past the high watermark, waiting for it at the limit), false
+ * when the budget is exhausted, the store is full and the policy is
+ * SIGBUS.  The check and the charge are one step: concurrent faults never
+ * both take the last room.  The charge stays in flight, counted in
+ * budget_usage, until the fault's end: by then the pages it installed are
+ * counted as resident or reserved.
  */
 bool budget_charge(struct upg_runtime *rt, uint64_t npages);
+/* End of a fault: give back what this thread charged for it (installed
+ * pages are counted as resident or reserved by now; the rest never came). */
+void budget_settle(struct upg_runtime *rt);
 
 /* Record that page idx of r was evicted (for refault detection), and ask
  * whether a swap-in of it now is a refault. */

@@ -570,6 +570,7 @@ enum fault_result fault_serve(struct fault_ctx *c, struct upg_region *r,
 	if (!snap_gate_enter(r))
 		return FAULT_GATED;
 	res = resolve(c, r, page_align_down(addr), write, wp, t0);
+	budget_settle(r->rt);
 	snap_gate_exit(r);
 	return res;
 }

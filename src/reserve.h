@@ -59,11 +59,12 @@ static inline void page_uncharge(struct upg_region *r, pte_t old)
 }
 
 /* A reservation was written (the kernel copied the zero page): its charge
- * moves from reserved to resident. */
+ * moves from reserved to resident, added first so that budget_usage never
+ * misses it in between. */
 static inline void reserve_written(struct upg_region *r)
 {
-	region_add_reserved(r, -1);
 	region_add_resident(r, 1);
+	region_add_reserved(r, -1);
 }
 
 /* The window a first touch of page idx works on: [*lo, *hi), aligned to

@@ -271,13 +271,16 @@ START_TEST(soak)
 	st = test_stats(rt);
 	printf("soak: %.0f s, %llu operations, %llu snapshots, %llu forks, "
 	       "%llu evictions, %llu swap-ins; governed peak %ld KiB of "
-	       "%zu; own memory %ld -> %ld KiB; snapshot copies lost "
-	       "(EIO) %llu\n", secs,
+	       "%zu (charged peak %llu KiB, over the budget %llu times); "
+	       "own memory %ld -> %ld KiB; snapshot copies lost (EIO) "
+	       "%llu\n", secs,
 	       (unsigned long long)atomic_load(&ops),
 	       (unsigned long long)nsnaps, (unsigned long long)nforks,
 	       (unsigned long long)(st.evictions_clean + st.evictions_dirty),
 	       (unsigned long long)(st.faults[UPG_FAULT_SWAPIN_RAM] + st.faults[UPG_FAULT_SWAPIN_DISK]),
-	       atomic_load(&smp.peak_kib), BUDGET / 1024, own_early, own_end,
+	       atomic_load(&smp.peak_kib), BUDGET / 1024,
+	       (unsigned long long)(st.managed_peak_bytes / 1024),
+	       (unsigned long long)st.over_budget, own_early, own_end,
 	       (unsigned long long)snap_lost);
 	fflush(stdout);
 

@@ -148,19 +148,36 @@ long rss_kib(void)
 	return line ? strtol(line + 6, NULL, 10) : -1;
 }
 
-long sampler_governed_kib(struct sampler *s)
+/* The RAM tier's bytes now; -1 on error. */
+static long tier_bytes(struct upg_runtime *rt)
 {
-	size_t n = 0;
 	struct upg_stats st;
 
-	if (mincore(s->p, s->npages * TPAGE, s->vec) < 0)
+	st.size = sizeof(st);
+	return upg_stats_get(rt, &st) < 0 ? -1 : (long)st.store_ram_bytes;
+}
+
+/*
+ * The tier is read before and after the region and the smaller is taken:
+ * a page evicted while mincore walks the region may be seen there and then
+ * again, compressed, in the tier (a sampler descheduled on a loaded
+ * machine saw megabytes so); taken this way it is counted once, and a
+ * page moving either way is at worst missed for its compressed size.
+ */
+long sampler_governed_kib(struct sampler *s)
+{
+	long before = tier_bytes(s->rt), after;
+	size_t n = 0;
+
+	if (before < 0 || mincore(s->p, s->npages * TPAGE, s->vec) < 0)
 		return -1;
 	for (size_t i = 0; i < s->npages; i++)
 		n += s->vec[i] & 1;
-	st.size = sizeof(st);
-	if (upg_stats_get(s->rt, &st) < 0)
+	after = tier_bytes(s->rt);
+	if (after < 0)
 		return -1;
-	return (long)((n * TPAGE + st.store_ram_bytes) / 1024);
+	return (long)((n * TPAGE + (size_t)(before < after ? before : after)) /
+		      1024);
 }
 
 static void *sampler_main(void *arg)
