@@ -209,7 +209,14 @@ struct upg_options {
 				 * well, shrinking back to ram_tier when they
 				 * are not; at most ram_tier: fixed; 0..90,
 				 * default 25: fixed (UPAGER_RAM_TIER_MAX) */
-	uint64_t reserved[4];	/* zero; room to grow */
+	uint32_t probation;	/* percent of mem_limit kept for the youngest
+				 * evicted pages uncompressed (a touch soon
+				 * after eviction then costs a copy, not a
+				 * decompression), besides the RAM tier;
+				 * 0..50, default 0: none (UPAGER_PROBATION) */
+	uint32_t reserved32;	/* zero */
+	uint64_t reserved[3];	/* zero; room to grow (the struct keeps its
+				 * size: probation took a reserved word) */
 };
 
 /*
@@ -733,6 +740,11 @@ struct upg_stats {
 	uint64_t store_ram_limit;	/* what the RAM tier may hold now
 					 * (UPAGER_RAM_TIER..._MAX of the
 					 * budget, adapted) */
+	/* The probation list (UPAGER_PROBATION). */
+	uint64_t probation_pages;	/* pages on it now */
+	uint64_t probation_aged;	/* compressed when they aged out */
+	uint64_t swapin_from_probation;	/* swap-ins it served (counted in
+					 * swapin_from_ram too) */
 };
 
 /* Name of a fault kind ("zero_read", ...), or "?" if out of range. */

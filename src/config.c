@@ -63,6 +63,9 @@ static const struct opt options[] = {
 	  "25", "percent of the budget the RAM tier may grow to while "
 	  "swap-ins from the swap file are common and pages compress well "
 	  "(at most UPAGER_RAM_TIER: fixed)" },
+	{ "UPAGER_PROBATION", OPT_UINT, FIELD(probation), 0, 50, NULL, "0",
+	  "percent of the budget kept for the youngest evicted pages, "
+	  "uncompressed, besides the RAM tier (0 = none)" },
 	{ "UPAGER_SWAP_SIZE", OPT_SIZE, FIELD(swap_size), MIB, UINT64_MAX,
 	  NULL, "8G", "largest size of the swap file" },
 	{ "UPAGER_CODEC", OPT_ENUM, FIELD(codec), 0, 0, codec_names, "lz4",
@@ -348,6 +351,15 @@ int options_validate(const struct upg_options *opts)
 		}
 		snprintf(value, sizeof(value), "%lld", (long long)v);
 		return bad_value(o, value);
+	}
+	/* What they leave is the resident pages' share. */
+	if (MAX(opts->ram_tier, opts->ram_tier_max) + opts->probation > 90) {
+		log_error("UPAGER_PROBATION='%u' is not valid with "
+			  "UPAGER_RAM_TIER='%u' and UPAGER_RAM_TIER_MAX='%u': "
+			  "the probation list and the largest RAM tier may "
+			  "take at most 90 percent of the budget together",
+			  opts->probation, opts->ram_tier, opts->ram_tier_max);
+		return -EINVAL;
 	}
 	return 0;
 }

@@ -132,6 +132,7 @@ int store_start(struct upg_runtime *rt)
 		.remote_timeout_ms = rt->opts.remote_timeout_ms,
 		.remote_optional = rt->opts.remote_optional,
 		.encrypt = rt->opts.encrypt,
+		.probation = rt->opts.mem_limit / 100 * rt->opts.probation,
 	};
 	int err;
 
@@ -383,6 +384,9 @@ int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 		tmp.remote_rounds = ss.remote.rounds;
 		tmp.remote_lost = ss.remote_lost;
 		tmp.seal_errors = ss.seal_errors;
+		tmp.probation_pages = ss.probation_pages;
+		tmp.probation_aged = ss.probation_aged;
+		tmp.swapin_from_probation = ss.reads_probation;
 		tmp.store_promoted = ss.promoted;
 		tmp.store_ram_limit = store_ram_limit(rt->store);
 	}

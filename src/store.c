@@ -56,6 +56,7 @@
 #include "io.h"
 #include "log.h"
 #include "mem.h"
+#include "probation.h"
 #include "remote.h"
 #include "seal.h"
 #include "store.h"
@@ -65,6 +66,8 @@
 #define SEG_SIZE ((size_t)128 << 10)
 #define SEG_NONE UINT32_MAX
 #define SEG_REMOTE (UINT32_MAX - 1)	/* obj.seg of an object on the cluster */
+#define SEG_PROBATION (UINT32_MAX - 2)	/* obj.seg of one on probation: obj.off
+					 * is its slot (probation.h) */
 #define PUSH_MAX 256		/* objects per remote batch */
 #define PUSH_BUF (SEG_SIZE + PUSH_MAX * SEAL_TAG)
 #define DELQ_MAX 512		/* remote deletes waiting for the next batch */
@@ -152,6 +155,10 @@ struct store {
 	char *pushbuf;			/* put_lock */
 	struct remote_item *items;	/* put_lock */
 	uint32_t *push_idx;		/* put_lock */
+
+	struct probation *prob;	/* NULL: none */
+	uint64_t aged;		/* objects compressed off probation (lock) */
+	_Atomic uint64_t reads_probation;
 
 	char scratch[CODEC_RAW_LIMIT];	/* compressed output (put_lock) */
 };
@@ -945,6 +952,116 @@ static int put_packed(struct store *st, const void *src, size_t len,
 	return err;
 }
 
+/* Compress `page` (raw if it does not shrink) into the open segment,
+ * where it is not placed yet: *len and *csum describe the bytes at the
+ * position returned.  Negative errno if there is no room.  Caller holds
+ * put_lock. */
+static long open_append(struct store *st, const void *page, size_t *len,
+			uint32_t *csum)
+{
+	const void *src;
+	long pos;
+	int err;
+
+	*len = codec_compress(st->codec, page, st->scratch);
+	src = *len ? st->scratch : page;
+	*len = *len ? *len : PAGE_SIZE;
+	*csum = codec_checksum(src, *len, 0);
+	pos = open_room(st, *len);
+	err = pos < 0 ? (int)pos : sum_reserve(seg_of(st, st->open));
+	if (err)
+		return err;
+	memcpy(seg_of(st, st->open)->buf + pos, src, *len);
+	return pos;
+}
+
+/* The oldest object on probation, `handle`, is compressed into the open
+ * segment, unless it left meanwhile.  Caller holds put_lock: nothing else
+ * writes slots or moves objects, so the slot's page stays as it is. */
+static int age_out(struct store *st, uint64_t handle)
+{
+	uint32_t idx = (uint32_t)handle, slot, csum;
+	struct obj *o;
+	size_t len;
+	long pos;
+
+	rdlock(st);
+	o = obj_lookup(st, handle);
+	slot = o && o->seg == SEG_PROBATION ? o->off : UINT32_MAX;
+	unlock(st);
+	if (slot == UINT32_MAX)
+		return 0;
+	pos = open_append(st, probation_page(st->prob, slot), &len, &csum);
+	if (pos < 0) {
+		/* Kept on probation, queued again: the next put retries. */
+		probation_queue(st->prob, handle);
+		return (int)pos;
+	}
+	wrlock(st);
+	/* Freed meanwhile (its slot released then): the bytes just copied
+	 * are left unplaced and the next put writes over them. */
+	o = obj_lookup(st, handle);
+	if (o && o->seg == SEG_PROBATION) {
+		o->len = (uint16_t)len;
+		o->csum = csum;
+		obj_place(st, idx, st->open, pos);
+		probation_release(st->prob, slot);
+		st->bytes_stored += len;
+		st->raw_pages += len == PAGE_SIZE;
+		st->aged++;
+	}
+	unlock(st);
+	return 0;
+}
+
+/* Put a page on probation, ageing the oldest out first when the list is
+ * full.  Caller holds put_lock. */
+static int put_young(struct store *st, const void *page, uint64_t *handle)
+{
+	uint32_t csum = codec_checksum(page, PAGE_SIZE, 0), idx;
+	struct obj *o;
+	int32_t slot;
+	int err;
+
+	for (;;) {
+		uint64_t oldest;
+
+		/* store_free gives slots back under the lock. */
+		wrlock(st);
+		slot = probation_has_room(st->prob) ? probation_take(st->prob)
+						    : -1;
+		unlock(st);
+		if (slot >= 0)
+			break;
+		oldest = probation_oldest(st->prob);
+		err = oldest ? age_out(st, oldest) : -ENOSPC;
+		if (err)
+			return err;
+	}
+	memcpy(probation_page(st->prob, (uint32_t)slot), page, PAGE_SIZE);
+	wrlock(st);
+	err = obj_new(st, &idx);
+	if (err) {
+		probation_release(st->prob, (uint32_t)slot);
+	} else {
+		o = obj_at(st, idx);
+		o->refs = 1;
+		o->len = PAGE_SIZE;
+		o->csum = csum;
+		o->owner = NULL;
+		o->sealed = 0;
+		o->ver = ++st->ver;
+		o->seg = SEG_PROBATION;
+		o->off = (uint32_t)slot;
+		st->objects++;
+		st->bytes_in += PAGE_SIZE;
+		*handle = (uint64_t)o->gen << 32 | idx;
+		probation_queue(st->prob, *handle);
+	}
+	unlock(st);
+	return err;
+}
+
 static int put(struct store *st, const void *page, void *owner,
 	       uint64_t *handle)
 {
@@ -952,6 +1069,11 @@ static int put(struct store *st, const void *page, void *owner,
 	int err = -E2BIG;
 
 	pthread_mutex_lock(&st->put_lock);
+	if (st->prob && !owner) {
+		err = put_young(st, page, handle);
+		pthread_mutex_unlock(&st->put_lock);
+		return err;
+	}
 	len = codec_compress(st->codec, page, st->scratch);
 	if (!owner || (len != 0 && len <= COPY_MAX_LEN))
 		err = len ? put_packed(st, st->scratch, len, owner, handle) :
@@ -1194,6 +1316,16 @@ static int get(struct store *st, uint64_t handle, void *page,
 				*from_disk = true;
 			return get_remote(st, handle, copy, page, packed);
 		}
+		if (o->seg == SEG_PROBATION) {
+			err = obj_decode(st, probation_page(st->prob, o->off),
+					 o, handle, page, packed);
+			unlock(st);
+			count(&st->reads_ram);
+			count(&st->reads_probation);
+			if (from_disk)
+				*from_disk = false;
+			return err;
+		}
 		s = seg_of(st, o->seg);
 		if (s->buf) {
 			/* RAM tier: decode in place; the read lock keeps
@@ -1259,12 +1391,17 @@ static int ahead_span(struct store *st, const uint64_t *handles, unsigned n,
 			a[i] = (struct ahead_obj){ *o, 0, false, true };
 			continue;
 		}
-		s = seg_of(st, o->seg);
-		if (s->buf) {
-			res[i] = obj_decode(st, s->buf + o->off, o, handles[i],
+		s = o->seg == SEG_PROBATION ? NULL : seg_of(st, o->seg);
+		if (!s || s->buf) {
+			res[i] = obj_decode(st,
+					    s ? s->buf + o->off
+					      : probation_page(st->prob, o->off),
+					    o, handles[i],
 					    pages + (size_t)i * PAGE_SIZE,
 					    lens ? &lens[i] : NULL);
 			count(&st->reads_ram);
+			if (!s)
+				count(&st->reads_probation);
 			continue;
 		}
 		b = o->off & PAGE_MASK;
@@ -1392,7 +1529,7 @@ bool store_promotable(struct store *st, uint64_t handle)
 	rdlock(st);
 	o = obj_lookup(st, handle);
 	far = o && !o->owner && o->seg != SEG_REMOTE &&
-	      seg_of(st, o->seg)->state == SEG_DISK;
+	      o->seg != SEG_PROBATION && seg_of(st, o->seg)->state == SEG_DISK;
 	unlock(st);
 	return far;
 }
@@ -1412,7 +1549,6 @@ int store_promote(struct store *st, uint64_t handle, const void *page)
 {
 	uint32_t idx = (uint32_t)handle, csum, from;
 	struct obj *o;
-	const void *src;
 	size_t len;
 	long pos;
 	int err = 0;
@@ -1422,18 +1558,14 @@ int store_promote(struct store *st, uint64_t handle, const void *page)
 	o = obj_lookup(st, handle);
 	from = o ? o->seg : SEG_NONE;
 	unlock(st);
-	if (from == SEG_NONE || from == SEG_REMOTE ||
+	if (from == SEG_NONE || from == SEG_REMOTE || from == SEG_PROBATION ||
 	    seg_of(st, from)->state != SEG_DISK)
 		goto out;
-	len = codec_compress(st->codec, page, st->scratch);
-	src = len ? st->scratch : page;
-	len = len ? len : PAGE_SIZE;
-	csum = codec_checksum(src, len, 0);
-	pos = open_room(st, len);
-	err = pos < 0 ? (int)pos : sum_reserve(seg_of(st, st->open));
-	if (err)
+	pos = open_append(st, page, &len, &csum);
+	if (pos < 0) {
+		err = (int)pos;
 		goto out;
-	memcpy(seg_of(st, st->open)->buf + pos, src, len);
+	}
 	wrlock(st);
 	/* Freed, or moved by compaction, meanwhile: the bytes just copied
 	 * are left unplaced and the next put writes over them. */
@@ -1468,7 +1600,10 @@ void store_free(struct store *st, uint64_t handle)
 		if (st->ndelq < DELQ_MAX)
 			st->delq[st->ndelq++] = (uint32_t)handle;
 		obj_forget(st, (uint32_t)handle);
-	} else if (o && --o->refs == 0) {
+	} else if (o && --o->refs == 0 && o->seg == SEG_PROBATION) {
+		probation_release(st->prob, o->off);
+		obj_forget(st, (uint32_t)handle);
+	} else if (o && o->refs == 0) {
 		s = seg_of(st, o->seg);
 		live_add(st, s, -(int64_t)o->len, -1);
 		/* Open, dopen and busy segments belong to the put path. */
@@ -1509,7 +1644,7 @@ uint64_t store_ram_bytes(struct store *st)
 			(__atomic_load_n(&st->open, __ATOMIC_RELAXED) !=
 			 SEG_NONE);
 
-	return MAX(live, held * SEG_SIZE);
+	return MAX(live, held * SEG_SIZE) + probation_bytes(st->prob);
 }
 
 void store_reads(struct store *st, uint64_t *ram, uint64_t *far)
@@ -1527,7 +1662,7 @@ void store_get_stats(struct store *st, struct store_stats *out)
 		.bytes_in = st->bytes_in,
 		.bytes_stored = st->bytes_stored,
 		.raw_pages = st->raw_pages,
-		.ram_bytes = st->ram_bytes,
+		.ram_bytes = st->ram_bytes + probation_bytes(st->prob),
 		.disk_bytes = st->disk_bytes,
 		.file_bytes = st->file_bytes,
 		.reads_ram = atomic_load(&st->reads_ram),
@@ -1547,6 +1682,9 @@ void store_get_stats(struct store *st, struct store_stats *out)
 		.reads_remote = atomic_load(&st->reads_remote),
 		.remote_lost = atomic_load(&st->remote_lost),
 		.seal_errors = atomic_load(&st->seal_errors),
+		.probation_pages = probation_pages(st->prob),
+		.probation_aged = st->aged,
+		.reads_probation = atomic_load(&st->reads_probation),
 	};
 	unlock(st);
 	if (st->remote)
@@ -1605,6 +1743,8 @@ int store_corrupt(struct store *st, uint64_t handle)
 		err = -EINVAL;
 	} else if (o->seg == SEG_REMOTE) {
 		err = -EOPNOTSUPP;	/* tests tamper on the server */
+	} else if (o->seg == SEG_PROBATION) {
+		probation_page(st->prob, o->off)[0] ^= 0x5a;
 	} else {
 		s = seg_of(st, o->seg);
 		off = o->off;
@@ -1769,6 +1909,8 @@ int store_create(const struct store_config *cfg, struct store **out)
 		err = io_create(st->fd, SEG_SIZE, &st->io);
 	if (!err)
 		err = store_start_sealed(st, cfg);
+	if (!err)
+		err = probation_create(cfg->probation, &st->prob);
 	if (err) {
 		store_destroy(st);
 		return err;
@@ -1787,6 +1929,7 @@ void store_destroy(struct store *st)
 		remote_destroy(st->remote);
 	}
 	seal_destroy(st->seal);
+	probation_destroy(st->prob);
 	mem_free(st->pushbuf, PUSH_BUF);
 	mem_free(st->items, PUSH_MAX * sizeof(*st->items));
 	mem_free(st->push_idx, PUSH_MAX * sizeof(*st->push_idx));

@@ -51,6 +51,8 @@ struct store_config {
 	unsigned remote_replicas, remote_timeout_ms;
 	bool remote_optional;	/* no server answers: warn, go without */
 	bool encrypt;		/* seal what goes to the swap file too */
+	uint64_t probation;	/* bytes of the probation list (probation.h),
+				 * 0: none */
 };
 
 struct store_stats {
@@ -58,7 +60,8 @@ struct store_stats {
 	uint64_t bytes_in;	/* page bytes put (cumulative) */
 	uint64_t bytes_stored;	/* compressed bytes put (cumulative) */
 	uint64_t raw_pages;	/* pages stored raw (did not compress) */
-	uint64_t ram_bytes;	/* compressed bytes held in the RAM tier now */
+	uint64_t ram_bytes;	/* bytes held in RAM now: the tier's live
+				 * objects and the probation list's slots */
 	uint64_t disk_bytes;	/* live compressed bytes on disk now */
 	uint64_t file_bytes;	/* size of the swap file now */
 	uint64_t reads_ram, reads_disk;
@@ -74,6 +77,9 @@ struct store_stats {
 	uint64_t reads_remote;		/* objects read back from it */
 	uint64_t remote_lost;		/* no copy came back that opened */
 	uint64_t seal_errors;		/* sealed objects that did not open */
+	uint64_t probation_pages;	/* pages on probation now */
+	uint64_t probation_aged;	/* compressed when they aged out */
+	uint64_t reads_probation;	/* reads served from probation */
 	struct remote_stats remote;	/* the client's counters */
 };
 

@@ -133,6 +133,11 @@ START_TEST(set_by_name)
 	ck_assert_uint_eq(o.ram_tier_max, 75);
 	ck_assert_int_eq(upg_options_set(&o, "UPAGER_RAM_TIER_MAX", "91"),
 			 -EINVAL);
+	ck_assert_uint_eq(o.probation, 0);
+	ck_assert_int_eq(upg_options_set(&o, "UPAGER_PROBATION", "12"), 0);
+	ck_assert_uint_eq(o.probation, 12);
+	ck_assert_int_eq(upg_options_set(&o, "UPAGER_PROBATION", "51"),
+			 -EINVAL);
 	ck_assert_int_eq(upg_options_set(&o, "UPAGER_NOPE", "1"), -ENOENT);
 	ck_assert_int_eq(upg_options_set(NULL, "UPAGER_CODEC", "none"),
 			 -EINVAL);
@@ -154,6 +159,20 @@ START_TEST(validate_catches_fields)
 	ck_assert_int_eq(options_validate(&o), -EINVAL);
 	upg_options_init(&o);
 	o.size = 8;
+	ck_assert_int_eq(options_validate(&o), -EINVAL);
+	/* The probation list and the RAM tier leave resident pages room. */
+	upg_options_init(&o);
+	o.probation = 50;
+	o.ram_tier_max = 40;
+	ck_assert_int_eq(options_validate(&o), 0);
+	o.ram_tier_max = 41;
+	ck_assert_int_eq(options_validate(&o), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(upg_last_error(), "UPAGER_PROBATION"));
+	o.ram_tier_max = 25;
+	o.ram_tier = 41;
+	ck_assert_int_eq(options_validate(&o), -EINVAL);
+	o.ram_tier = 25;
+	o.probation = 51;
 	ck_assert_int_eq(options_validate(&o), -EINVAL);
 	/* And the runtime refuses such options without crashing. */
 	upg_options_init(&o);

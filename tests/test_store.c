@@ -920,6 +920,118 @@ START_TEST(test_packed_transfer)
 }
 END_TEST
 
+/* ---- the probation list --------------------------------------------------- */
+
+#define PROB_SLOTS 64
+
+/*
+ * The youngest pages are kept raw on probation and read back from there;
+ * the oldest are compressed into the RAM tier as new ones come; a page
+ * freed young gives its slot to the next; what the list holds counts as
+ * RAM and never grows past its slots.  Checksums, references, packed
+ * reads and read-ahead serve young objects as any other.
+ */
+START_TEST(test_probation)
+{
+	struct store_config cfg = {
+		.codec = UPG_CODEC_LZ4,
+		.ram_limit = 1 * MiB,
+		.swap_dir = swap_dir,
+		.swap_size = 64 * MiB,
+		.probation = PROB_SLOTS * PAGE_SIZE,
+	};
+	const int n = 4000;
+	uint64_t *h = calloc(n, sizeof(*h)), rng_state = 7, ahead[4];
+	uint8_t page[PAGE_SIZE], want[PAGE_SIZE];
+	static uint8_t pages[3 * PAGE_SIZE];
+	struct store *st = NULL;
+	struct store_stats s;
+	int res[4];
+	size_t len;
+
+	ck_assert_int_eq(store_create(&cfg, &st), 0);
+	for (int i = 0; i < PROB_SLOTS; i++)
+		h[i] = put_ok(st, i % 3, (uint64_t)i);
+	s = stats(st);
+	ck_assert_uint_eq(s.probation_pages, PROB_SLOTS);
+	ck_assert_uint_eq(s.probation_aged, 0);
+	ck_assert_uint_eq(s.bytes_stored, 0);	/* nothing compressed yet */
+	ck_assert_uint_eq(s.ram_bytes, PROB_SLOTS * PAGE_SIZE);
+	for (int i = 0; i < PROB_SLOTS; i++)
+		check_page(st, h[i], i % 3, (uint64_t)i, 0);
+	ck_assert_uint_eq(stats(st).reads_probation, PROB_SLOTS);
+
+	/* As kept: raw. */
+	ck_assert_int_eq(store_get_packed(st, h[1], page, &len), 0);
+	ck_assert_uint_eq(len, PAGE_SIZE);
+	fill_page(want, 1, 1);
+	ck_assert(memcmp(page, want, PAGE_SIZE) == 0);
+
+	/* A reference keeps a young page past one free. */
+	store_ref(st, h[2]);
+	store_free(st, h[2]);
+	check_page(st, h[2], 2, 2, 0);
+
+	/* The rest pushes the oldest out, compressed; some are freed young,
+	 * their slots reused. */
+	for (int i = PROB_SLOTS; i < n; i++) {
+		h[i] = put_ok(st, i % 3, (uint64_t)i);
+		if (rng(&rng_state) % 4 == 0) {
+			int j = i - (int)(rng(&rng_state) % 32);
+
+			if (h[j] && j != 3) {
+				store_free(st, h[j]);
+				h[j] = 0;
+			}
+		}
+	}
+	s = stats(st);
+	ck_assert_uint_le(s.probation_pages, PROB_SLOTS);
+	ck_assert_uint_gt(s.probation_aged, 0);
+	ck_assert_uint_gt(s.disk_objects, 0);
+	ck_assert_uint_lt(s.bytes_stored, s.probation_aged * PAGE_SIZE);
+	ck_assert_uint_le(store_ram_bytes(st),
+			  cfg.ram_limit + RAM_SLACK + PROB_SLOTS * PAGE_SIZE);
+	for (int i = 0; i < n; i++)
+		if (h[i])
+			check_page(st, h[i], i % 3, (uint64_t)i, -1);
+
+	/* Read-ahead over a young, an old and a bad handle. */
+	ck_assert(h[n - 1] && h[3]);
+	ahead[0] = h[n - 1];
+	ahead[1] = h[3];
+	ahead[2] = 0;
+	store_get_ahead(st, ahead, 3, (char *)pages, res);
+	ck_assert_int_eq(res[0], 0);
+	ck_assert_int_eq(res[1], 1);	/* from disk */
+	ck_assert_int_eq(res[2], -EINVAL);
+	fill_page(want, (n - 1) % 3, (uint64_t)(n - 1));
+	ck_assert(memcmp(pages, want, PAGE_SIZE) == 0);
+	fill_page(want, 0, 3);
+	ck_assert(memcmp(pages + PAGE_SIZE, want, PAGE_SIZE) == 0);
+
+	/* A young page tampered with is refused, never returned. */
+	ck_assert_int_eq(store_corrupt(st, h[n - 1]), 0);
+	ck_assert_int_eq(store_get(st, h[n - 1], page, NULL), -EBADMSG);
+	ck_assert_uint_eq(stats(st).checksum_errors, 1);
+
+	/* A flush sends the tier to disk; probation stays in RAM. */
+	ck_assert_int_eq(store_flush(st), 0);
+	check_page(st, h[n - 2], (n - 2) % 3, (uint64_t)(n - 2), 0);
+	for (int i = 0; i < n; i++)
+		if (h[i]) {
+			store_free(st, h[i]);
+			if (i == 2)
+				store_free(st, h[i]);
+		}
+	s = stats(st);
+	ck_assert_uint_eq(s.objects, 0);
+	ck_assert_uint_eq(s.probation_pages, 0);
+	free(h);
+	store_destroy(st);
+}
+END_TEST
+
 static Suite *store_suite(void)
 {
 	Suite *s = suite_create("store");
@@ -943,6 +1055,7 @@ static Suite *store_suite(void)
 	tcase_add_loop_test(tc, test_corrupt, UPG_CODEC_LZ4,
 			    UPG_CODEC_NONE + 1);
 	tcase_add_test(tc, test_create_errors);
+	tcase_add_test(tc, test_probation);
 	tcase_add_loop_test(tc, test_packed_transfer, UPG_CODEC_LZ4,
 			    UPG_CODEC_NONE + 1);
 	suite_add_tcase(s, tc);

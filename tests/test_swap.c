@@ -685,6 +685,60 @@ START_TEST(ram_tier_share_is_honoured)
 END_TEST
 
 /*
+ * UPAGER_PROBATION: the youngest evicted pages wait uncompressed.  A
+ * region four times the budget written, then read twice at random and
+ * rewritten in part: every byte reads back, some swap-ins come from the
+ * probation list and older pages were compressed off it, and resident
+ * pages plus the RAM tier plus the list stay within the budget.
+ */
+START_TEST(probation_serves_recent_evictions)
+{
+	struct upg_options o;
+	struct upg_runtime *rt;
+	struct upg_region *r;
+	struct upg_stats st;
+	struct sampler smp;
+	size_t npages = TIER_PAGES;
+	uint64_t rng = 11;
+	char *p;
+
+	swap_options(&o, TIER_BUDGET);
+	o.probation = 12;
+	rt = test_runtime_opts(&o);
+	p = test_region(rt, npages * TPAGE, &r);
+	sampler_start(&smp, rt, p, npages);
+	for (size_t i = 0; i < npages; i++)
+		fill_words(p + i * TPAGE, i, 29, 16);
+	for (int pass = 0; pass < 2; pass++)
+		for (size_t k = 0; k < npages; k++) {
+			size_t i = rnd(&rng) % npages;
+
+			ck_assert_msg(check_words(p + i * TPAGE, i, 29, 16),
+				      "page %zu pass %d", i, pass);
+		}
+	for (size_t i = 0; i < npages; i += 3)
+		fill_words(p + i * TPAGE, i, 31, 16);
+	for (size_t i = 0; i < npages; i++)
+		ck_assert_msg(check_words(p + i * TPAGE, i, i % 3 ? 29 : 31,
+					  16), "page %zu at the end", i);
+	sampler_stop(&smp);
+	st = test_stats(rt);
+	fprintf(stderr, "probation: %llu swap-ins from it, %llu aged out, "
+		"%llu pages on it; peak region+RAM %ld KiB of %llu\n",
+		(unsigned long long)st.swapin_from_probation,
+		(unsigned long long)st.probation_aged,
+		(unsigned long long)st.probation_pages,
+		atomic_load(&smp.peak_kib),
+		(unsigned long long)(TIER_BUDGET / 1024));
+	ck_assert_uint_gt(st.swapin_from_probation, 0);
+	ck_assert_uint_gt(st.probation_aged, 0);
+	ck_assert_uint_le(st.probation_pages, TIER_BUDGET / 100 * 12 / TPAGE);
+	sampled_within(&smp, TIER_BUDGET);
+	upg_runtime_destroy(rt);
+}
+END_TEST
+
+/*
  * UPAGER_RAM_TIER_MAX: a program reading at random over a region four
  * times the budget, from pages that compress well, with the tier starting
  * at a quarter: swap-ins from the swap file make the tier grow, and clean
@@ -808,6 +862,7 @@ Suite *make_suite(void)
 	ADD_TEST(s, written_swapins_come_back_writable, 600);
 	ADD_TEST(s, ram_tier_share_is_honoured, 600);
 	ADD_TEST(s, ram_tier_grows_for_disk_reads, 600);
+	ADD_TEST(s, probation_serves_recent_evictions, 600);
 	ADD_TEST(s, churn_stays_within_swap_bound, 600);
 	ADD_TEST(s, destroy_frees_stored_pages, 600);
 	return s;
