@@ -745,6 +745,10 @@ struct upg_stats {
 	uint64_t probation_aged;	/* compressed when they aged out */
 	uint64_t swapin_from_probation;	/* swap-ins it served (counted in
 					 * swapin_from_ram too) */
+	uint64_t swapin_segment_reused;	/* swap-ins from a swap-file
+					 * segment read whole for an earlier
+					 * one, no read of their own (counted
+					 * in swapin_from_ram too) */
 };
 
 /* Name of a fault kind ("zero_read", ...), or "?" if out of range. */

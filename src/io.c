@@ -26,6 +26,9 @@ struct io_reader {
 	char *buf;		/* registered buffer 0 */
 	size_t buf_size;
 	struct io *io;
+	/* What buf holds (io_reader_set_tag): written with lock held, read
+	 * without it by io_reader_find, which checks again holding it. */
+	_Atomic uint64_t tag;
 };
 
 struct io {
@@ -118,6 +121,7 @@ int io_create(int fd, size_t wbuf_size, struct io **out)
 		r->buf = io->arena + IO_NWBUF * wbuf_size + i * IO_READ_MAX;
 		r->buf_size = IO_READ_MAX;
 		r->io = io;
+		atomic_store(&r->tag, IO_NO_TAG);
 		pthread_mutex_init(&r->lock, NULL);
 	}
 	err = ring_init(&io->w, fd, iov, IO_NWBUF, IO_QD);
@@ -125,7 +129,7 @@ int io_create(int fd, size_t wbuf_size, struct io **out)
 		struct io_reader *r = &io->r[i];
 
 		iov[0] = (struct iovec){ r->buf, IO_READ_MAX };
-		err = ring_init(r, fd, iov, 1, 2);
+		err = ring_init(r, fd, iov, 1, IO_READ_MAX / IO_CHUNK);
 	}
 	if (err)
 		fall_back(io, err);
@@ -304,9 +308,11 @@ struct io_reader *io_reader_get(struct io *io)
 
 int io_reader_read(struct io_reader *r, uint64_t off, size_t len)
 {
-	int err = len <= r->buf_size ? xfer(r, false, 0, r->buf, off, len)
-				     : -EINVAL;
+	int err;
 
+	atomic_store(&r->tag, IO_NO_TAG);
+	err = len <= r->buf_size ? xfer(r, false, 0, r->buf, off, len)
+				 : -EINVAL;
 	if (err)
 		log_error("swap file read of %zu bytes at %llu failed: %s",
 			  len, (unsigned long long)off, strerror(-err));
@@ -323,6 +329,32 @@ void io_reader_put(struct io_reader *r)
 	pthread_mutex_unlock(&r->lock);
 }
 
+void io_reader_set_tag(struct io_reader *r, uint64_t tag)
+{
+	atomic_store(&r->tag, tag);
+}
+
+struct io_reader *io_reader_find(struct io *io, uint64_t tag)
+{
+	for (unsigned i = 0; i < IO_NREADERS; i++) {
+		struct io_reader *r = &io->r[i];
+
+		if (atomic_load_explicit(&r->tag, memory_order_relaxed) != tag)
+			continue;
+		pthread_mutex_lock(&r->lock);
+		if (atomic_load(&r->tag) == tag)
+			return r;
+		pthread_mutex_unlock(&r->lock);
+	}
+	return NULL;
+}
+
+void io_forget(struct io *io)
+{
+	for (unsigned i = 0; i < IO_NREADERS; i++)
+		atomic_store(&io->r[i].tag, IO_NO_TAG);
+}
+
 bool io_is_sync(const struct io *io)
 {
 	return io->sync;
@@ -330,6 +362,7 @@ bool io_is_sync(const struct io *io)
 
 void io_inject(struct io *io, enum io_fail what)
 {
+	io_forget(io);
 	atomic_store(&io->fail_read, what == IO_FAIL_READ);
 	atomic_store(&io->fail_write, what == IO_FAIL_WRITE);
 }

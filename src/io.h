@@ -9,10 +9,11 @@
  *    store's put path (segment writes, compaction reads), which the store
  *    already serialises with its put lock;
  *  - IO_NREADERS reader rings with one registered IO_READ_MAX buffer
- *    each, for page-ins (one block, or a span of blocks for read-ahead):
- *    a store_get takes a free one (or waits for one), so up to
- *    IO_NREADERS page-ins are in flight at once and no reader waits behind
- *    the writer.
+ *    each, for page-ins (a whole segment): a store_get takes a free one
+ *    (or waits for one), so up to IO_NREADERS page-ins are in flight at
+ *    once and no reader waits behind the writer.  What a reader's buffer
+ *    holds stays there, labelled by its user (io_reader_set_tag), until
+ *    its next read: the store reads from it again instead of the file.
  * The file is registered with every ring; all I/O is READ_FIXED/WRITE_FIXED.
  */
 #ifndef UPAGER_IO_H
@@ -23,7 +24,8 @@
 #include <stdint.h>
 
 #define IO_NREADERS 4
-#define IO_READ_MAX ((size_t)64 << 10)	/* largest read of a reader */
+#define IO_READ_MAX ((size_t)128 << 10)	/* largest read of a reader */
+#define IO_NO_TAG UINT64_MAX		/* a reader's buffer holds nothing */
 
 /* The writer's registered buffers. */
 enum io_wbuf {
@@ -73,6 +75,17 @@ int io_reader_read(struct io_reader *r, uint64_t off, size_t len);
 const void *io_reader_buf(const struct io_reader *r);
 void io_reader_put(struct io_reader *r);
 
+/* Label what r's buffer holds after a read (IO_NO_TAG: nothing); a read
+ * clears the label.  Caller has r taken. */
+void io_reader_set_tag(struct io_reader *r, uint64_t tag);
+/* The reader whose buffer holds `tag`, taken (io_reader_put it), or NULL
+ * if none does. */
+struct io_reader *io_reader_find(struct io *io, uint64_t tag);
+/* Forget every label: the file changed under them (tests tampering with
+ * it), or the next reads must go to the file (io_inject). */
+void io_forget(struct io *io);
+
+/* Also forgets every label, so that the failing read is made. */
 void io_inject(struct io *io, enum io_fail what);
 
 #endif

@@ -387,6 +387,7 @@ int upg_stats_get(struct upg_runtime *rt, struct upg_stats *st)
 		tmp.probation_pages = ss.probation_pages;
 		tmp.probation_aged = ss.probation_aged;
 		tmp.swapin_from_probation = ss.reads_probation;
+		tmp.swapin_segment_reused = ss.reads_reread;
 		tmp.store_promoted = ss.promoted;
 		tmp.store_ram_limit = store_ram_limit(rt->store);
 	}

@@ -190,7 +190,7 @@ __attribute__((format(printf, 2, 3))) static void put(struct out *o,
 	X(remote_gets) X(remote_misses) X(remote_errors) X(remote_timeouts)   \
 	X(remote_batches) X(remote_rounds) X(remote_lost) X(seal_errors) \
 	X(store_promoted) X(store_ram_limit) X(probation_pages)                \
-	X(probation_aged) X(swapin_from_probation)
+	X(probation_aged) X(swapin_from_probation) X(swapin_segment_reused)
 
 static double ratio(const struct upg_stats *st)
 {

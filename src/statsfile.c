@@ -16,7 +16,7 @@
 #include "util.h"
 
 /* Changing the layout?  Bump STATSFILE_VERSION, then this size. */
-_Static_assert(sizeof(struct statsfile) == 50256,
+_Static_assert(sizeof(struct statsfile) == 50264,
 	       "struct statsfile changed: bump STATSFILE_VERSION");
 
 void statsfile_init(struct statsfile *f, pid_t pid, const char *command)

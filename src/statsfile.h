@@ -36,7 +36,7 @@
 /* Bump on any change of struct statsfile (or of what it embeds: struct
  * upg_stats, struct hist): the _Static_assert in statsfile.c fails until
  * the size there is updated too. */
-#define STATSFILE_VERSION 4
+#define STATSFILE_VERSION 5
 #define STATSFILE_SUFFIX ".stats"
 #define STATSFILE_OFF "off"	/* UPAGER_STATS_DIR value: publish nothing */
 #define PUBLISH_MS 250		/* refresh period of the record */

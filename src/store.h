@@ -80,6 +80,9 @@ struct store_stats {
 	uint64_t probation_pages;	/* pages on probation now */
 	uint64_t probation_aged;	/* compressed when they aged out */
 	uint64_t reads_probation;	/* reads served from probation */
+	uint64_t reads_reread;		/* from a segment a reader read whole
+					 * for an earlier read (counted in
+					 * reads_ram) */
 	struct remote_stats remote;	/* the client's counters */
 };
 
@@ -144,9 +147,10 @@ int store_unpack(struct store *st, const void *src, size_t len, void *page);
 /*
  * Read-ahead: fetch the pages of handles[0..n) (n <= STORE_AHEAD_MAX) into
  * pages + i * 4 KiB, those in the RAM tier from RAM and those on disk with
- * a single read: the ones in the first such object's segment whose blocks
- * fall in one span of at most IO_READ_MAX bytes.  res[i] is 0 for a page
- * fetched from RAM, 1 for one fetched from the disk, -EAGAIN for one not
+ * a single read: the ones in the first such object's segment, which is
+ * read whole (and kept by the reader for the next reads of it).  res[i] is
+ * 0 for a page fetched from RAM (or from a segment read before), 1 for one
+ * read from the disk, -EAGAIN for one not
  * fetched by this call (on disk elsewhere, or its segment moved
  * meanwhile), or store_get's error for one read and found bad.  Pages
  * stored in eviction order sit together, so an in-order run usually comes
