@@ -17,7 +17,9 @@
  * when that is full, it is written to a free slot of the swap file with one
  * batch of WRITE_FIXEDs.  Besides the ram_limit segments, the RAM tier uses
  * two staging segments (open and dopen).  The swap file has
- * swap_size / 128 KiB slots and never grows beyond them.
+ * swap_size / 128 KiB slots and never grows beyond them.  A page-in from
+ * the file reads its object's whole segment into a reader's buffer, which
+ * keeps it for the next page-ins of that segment (seg_reader).
  *
  * Compaction.  Disk segments count their live bytes.  When a new dopen
  * would leave fewer than GC_RESERVE free slots, or when less than half the
@@ -160,6 +162,9 @@ struct store {
 	uint64_t aged;		/* objects compressed off probation (lock) */
 	_Atomic uint64_t reads_probation;
 	_Atomic uint64_t reads_reread;	/* from a segment read before */
+	_Atomic uint64_t reads_whole;	/* segments read whole */
+	/* Whether whole-segment reads pay (whole_pays). */
+	_Atomic uint32_t seg_misses, whole_reads, whole_reused;
 
 	char scratch[CODEC_RAW_LIMIT];	/* compressed output (put_lock) */
 };
@@ -1245,11 +1250,24 @@ static int get_remote(struct store *st, uint64_t handle, struct obj copy,
 	return -EBADMSG;
 }
 
-/* A disk segment as a reader reads it: whole, its used bytes. */
+/* What a page-in wants of a disk segment: the blocks [lo, hi) its
+ * objects lie in, or the whole segment (used bytes) if that pays. */
 struct seg_read {
 	uint32_t id, epoch, used;
 	int slot;		/* -1: none */
+	uint32_t lo, hi;
 };
+
+/* Add the blocks of object o to sr's span. */
+static void seg_read_add(struct seg_read *sr, const struct obj *o)
+{
+	uint32_t lo = o->off & (uint32_t)PAGE_MASK;
+	uint32_t hi = (o->off + o->len + (uint32_t)PAGE_SIZE - 1) &
+		      (uint32_t)PAGE_MASK;
+
+	sr->lo = MIN(sr->lo, lo);
+	sr->hi = MAX(sr->hi, hi);
+}
 
 /* The label of a segment's contents in a reader's buffer: which segment
  * and which epoch (a released segment's id and slot are reused). */
@@ -1259,32 +1277,81 @@ static uint64_t seg_tag(const struct seg_read *sr)
 }
 
 /*
- * A reader holding the whole of segment sr, taken: one that read it for an
- * earlier page-in, or one that reads it now (*read; *err says how the read
- * went).  Pages evicted together come back together, so the next page-ins
- * after one from the swap file are mostly from the same segment: of the
- * reads of python3 and sqlite3 at half their peak, 87% and 78% were of the
- * segment read just before, 92% and 95% of one of the last four.  A whole
- * segment (128 KiB) takes 83 us to read on this machine's disk where one
- * block takes 49.
+ * Whether the next read of a segment should read it whole.  Pages evicted
+ * together come back together, so the next page-ins after one from the
+ * swap file are mostly from the same segment: of the reads of python3 and
+ * sqlite3 at half their peak, 87% and 78% were of the segment read just
+ * before, 92% and 95% of one of the last four (the four readers).  A
+ * whole segment (128 KiB) takes 83 us to read on this machine's disk
+ * where one block takes 49, so it pays when at least three page-ins in
+ * four whole reads find their segment held; reads at random over a large
+ * working set find none, and there it cost swap-random 13% of its
+ * throughput.  Counted over the last WHOLE_WINDOW whole reads; while it
+ * does not pay, one read in WHOLE_SAMPLE is whole all the same, so that
+ * the counts follow the program.  Racy by design: a hint.
+ */
+#define WHOLE_WINDOW 64
+#define WHOLE_SAMPLE 8
+
+static bool whole_pays(struct store *st)
+{
+	uint32_t n = atomic_fetch_add_explicit(&st->seg_misses, 1,
+					       memory_order_relaxed);
+
+	return n % WHOLE_SAMPLE == 0 ||
+	       4 * atomic_load_explicit(&st->whole_reused,
+					memory_order_relaxed) >=
+		       3 * atomic_load_explicit(&st->whole_reads,
+						memory_order_relaxed);
+}
+
+static void whole_count(struct store *st, _Atomic uint32_t *c)
+{
+	if (atomic_fetch_add_explicit(c, 1, memory_order_relaxed) >=
+	    WHOLE_WINDOW) {
+		atomic_store_explicit(&st->whole_reads,
+				      atomic_load(&st->whole_reads) / 2,
+				      memory_order_relaxed);
+		atomic_store_explicit(&st->whole_reused,
+				      atomic_load(&st->whole_reused) / 2,
+				      memory_order_relaxed);
+	}
+}
+
+/*
+ * A reader holding what sr wants, taken: one that read the whole segment
+ * for an earlier page-in, or one that reads it now (*read; *err says how
+ * the read went), whole if that pays, else only sr's span.  *base: where
+ * in the segment the reader's buffer starts.
  */
 static struct io_reader *seg_reader(struct store *st,
-				    const struct seg_read *sr, int *err,
-				    bool *read)
+				    const struct seg_read *sr, uint32_t *base,
+				    int *err, bool *read)
 {
 	struct io_reader *r = io_reader_find(st->io, seg_tag(sr));
+	bool whole;
 
 	*err = 0;
+	*base = 0;
 	*read = r == NULL;
-	if (r)
+	if (r) {
+		whole_count(st, &st->whole_reused);
 		return r;
+	}
+	whole = whole_pays(st);
+	*base = whole ? 0 : sr->lo;
 	r = io_reader_get(st->io);
-	*err = io_reader_read(r, (uint64_t)sr->slot * SEG_SIZE,
-			      ((size_t)sr->used + PAGE_SIZE - 1) & PAGE_MASK);
-	if (*err)
+	*err = io_reader_read(r, (uint64_t)sr->slot * SEG_SIZE + *base,
+			      whole ? ((size_t)sr->used + PAGE_SIZE - 1) &
+					      PAGE_MASK
+				    : sr->hi - sr->lo);
+	if (*err) {
 		count(&st->io_errors);
-	else
+	} else if (whole) {
 		io_reader_set_tag(r, seg_tag(sr));
+		whole_count(st, &st->whole_reads);
+		count(&st->reads_whole);
+	}
 	return r;
 }
 
@@ -1296,9 +1363,9 @@ static struct io_reader *seg_reader(struct store *st,
  * obj_decode.  Caller holds the read lock.
  */
 static int decode_read(struct store *st, const struct io_reader *r,
-		       bool read, int err, const struct obj *copy,
-		       uint32_t epoch, uint64_t handle, void *page,
-		       size_t *packed)
+		       uint32_t base, bool read, int err,
+		       const struct obj *copy, uint32_t epoch,
+		       uint64_t handle, void *page, size_t *packed)
 {
 	if (seg_of(st, copy->seg)->epoch != epoch)
 		return 1;
@@ -1307,8 +1374,9 @@ static int decode_read(struct store *st, const struct io_reader *r,
 	count(read ? &st->reads_disk : &st->reads_reread);
 	if (!read)
 		count(&st->reads_ram);
-	return obj_decode(st, (const char *)io_reader_buf(r) + copy->off, copy,
-			  handle, page, packed);
+	return obj_decode(st, (const char *)io_reader_buf(r) +
+				      (copy->off - base),
+			  copy, handle, page, packed);
 }
 
 /* Read a disk object through a reader.  Returns 1 if its segment was
@@ -1318,15 +1386,16 @@ static int get_disk(struct store *st, uint64_t handle, struct obj copy,
 		    bool *from_disk)
 {
 	struct io_reader *r;
+	uint32_t base;
 	bool read;
 	int err;
 
-	r = seg_reader(st, sr, &err, &read);
+	r = seg_reader(st, sr, &base, &err, &read);
 	if (from_disk)
 		*from_disk = read;
 	rdlock(st);
-	err = decode_read(st, r, read, err, &copy, sr->epoch, handle, page,
-			  packed);
+	err = decode_read(st, r, base, read, err, &copy, sr->epoch, handle,
+			  page, packed);
 	unlock(st);
 	io_reader_put(r);
 	return err;
@@ -1377,7 +1446,9 @@ static int get(struct store *st, uint64_t handle, void *page,
 			return err;
 		}
 		copy = *o;
-		sr = (struct seg_read){ o->seg, s->epoch, s->used, s->slot };
+		sr = (struct seg_read){ o->seg, s->epoch, s->used, s->slot,
+					UINT32_MAX, 0 };
+		seg_read_add(&sr, o);
 		unlock(st);
 		err = get_disk(st, handle, copy, &sr, page, packed, from_disk);
 	} while (err == 1);
@@ -1439,9 +1510,10 @@ static void ahead_span(struct store *st, const uint64_t *handles, unsigned n,
 		}
 		if (sr->slot < 0)
 			*sr = (struct seg_read){ o->seg, s->epoch, s->used,
-						 s->slot };
+						 s->slot, UINT32_MAX, 0 };
 		else if (o->seg != sr->id)
 			continue;
+		seg_read_add(sr, o);
 		a[i] = (struct ahead_obj){ *o, s->epoch, true, false };
 	}
 }
@@ -1487,6 +1559,7 @@ static void get_ahead(struct store *st, const uint64_t *handles, unsigned n,
 	struct ahead_obj a[STORE_AHEAD_MAX] = { 0 };
 	struct io_reader *r;
 	struct seg_read sr;
+	uint32_t base;
 	bool read;
 	int err;
 
@@ -1498,15 +1571,16 @@ static void get_ahead(struct store *st, const uint64_t *handles, unsigned n,
 		ahead_remote(st, handles, n, pages, lens, res, a);
 	if (sr.slot < 0)
 		return;
-	r = seg_reader(st, &sr, &err, &read);
+	r = seg_reader(st, &sr, &base, &err, &read);
 	rdlock(st);
 	for (unsigned i = 0; i < n; i++) {
 		int rc;
 
 		if (!a[i].want)
 			continue;
-		rc = decode_read(st, r, read, err, &a[i].copy, a[i].epoch,
-				 handles[i], pages + (size_t)i * PAGE_SIZE,
+		rc = decode_read(st, r, base, read, err, &a[i].copy,
+				 a[i].epoch, handles[i],
+				 pages + (size_t)i * PAGE_SIZE,
 				 lens ? &lens[i] : NULL);
 		/* Moved during the read: simply not read ahead.  1 for a
 		 * page that needed the read, as for any from the disk. */
@@ -1714,6 +1788,7 @@ void store_get_stats(struct store *st, struct store_stats *out)
 		.probation_aged = st->aged,
 		.reads_probation = atomic_load(&st->reads_probation),
 		.reads_reread = atomic_load(&st->reads_reread),
+		.reads_whole = atomic_load(&st->reads_whole),
 	};
 	unlock(st);
 	if (st->remote)

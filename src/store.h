@@ -83,6 +83,8 @@ struct store_stats {
 	uint64_t reads_reread;		/* from a segment a reader read whole
 					 * for an earlier read (counted in
 					 * reads_ram) */
+	uint64_t reads_whole;		/* swap-file reads of a whole
+					 * segment (the others read blocks) */
 	struct remote_stats remote;	/* the client's counters */
 };
 

@@ -965,6 +965,41 @@ START_TEST(test_reread_segment)
 }
 END_TEST
 
+/*
+ * Whole segments are read only while that pays: pages read one per
+ * segment, at random, make the reads of blocks (one whole read in eight
+ * still samples); pages read in the order they were stored bring whole
+ * reads back, and with them one read per segment.
+ */
+START_TEST(test_whole_reads_adapt)
+{
+	enum { SEGS = 64, PER_SEG = 32 };	/* raw pages: one per block */
+	struct store *st = make_store(UPG_CODEC_LZ4, 0, 64 * MiB);
+	uint64_t *h = calloc(SEGS * PER_SEG, sizeof(*h)), state = 3;
+	struct store_stats s0, s1;
+
+	for (int i = 0; i < SEGS * PER_SEG; i++)
+		h[i] = put_ok(st, K_RANDOM, (uint64_t)i);
+	ck_assert_int_eq(store_flush(st), 0);
+	for (int k = 0; k < 4 * SEGS; k++) {
+		int i = (int)(rng(&state) % SEGS) * PER_SEG +
+			(int)(rng(&state) % PER_SEG);
+
+		check_page(st, h[i], K_RANDOM, (uint64_t)i, 1);
+	}
+	s0 = stats(st);
+	ck_assert_uint_le(s0.reads_whole, 4 * SEGS / 8 + 4);
+	/* In order: a whole read, then the rest of the segment from it. */
+	for (int i = 0; i < 8 * PER_SEG; i++)
+		check_page(st, h[i], K_RANDOM, (uint64_t)i, 1);
+	s1 = stats(st);
+	ck_assert_uint_ge(s1.reads_reread - s0.reads_reread, 7 * (PER_SEG - 2));
+	ck_assert_uint_le(s1.reads_disk - s0.reads_disk, 8 + 8);
+	free(h);
+	store_destroy(st);
+}
+END_TEST
+
 /* ---- the probation list --------------------------------------------------- */
 
 #define PROB_SLOTS 64
@@ -1102,6 +1137,7 @@ static Suite *store_suite(void)
 	tcase_add_test(tc, test_create_errors);
 	tcase_add_test(tc, test_probation);
 	tcase_add_test(tc, test_reread_segment);
+	tcase_add_test(tc, test_whole_reads_adapt);
 	tcase_add_loop_test(tc, test_packed_transfer, UPG_CODEC_LZ4,
 			    UPG_CODEC_NONE + 1);
 	suite_add_tcase(s, tc);
