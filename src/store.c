@@ -1307,15 +1307,7 @@ static bool whole_pays(struct store *st)
 
 static void whole_count(struct store *st, _Atomic uint32_t *c)
 {
-	if (atomic_fetch_add_explicit(c, 1, memory_order_relaxed) >=
-	    WHOLE_WINDOW) {
-		atomic_store_explicit(&st->whole_reads,
-				      atomic_load(&st->whole_reads) / 2,
-				      memory_order_relaxed);
-		atomic_store_explicit(&st->whole_reused,
-				      atomic_load(&st->whole_reused) / 2,
-				      memory_order_relaxed);
-	}
+	tally_count(c, &st->whole_reads, &st->whole_reused, WHOLE_WINDOW);
 }
 
 /*

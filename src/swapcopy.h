@@ -24,6 +24,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "util.h"
+
 #define SWAPCOPY_BIAS 2
 #define SWAPCOPY_SAMPLE 16
 #define SWAPCOPY_WINDOW 4096
@@ -34,15 +36,7 @@ struct swapcopy {
 
 static inline void swapcopy_count(struct swapcopy *s, _Atomic uint32_t *c)
 {
-	if (atomic_fetch_add_explicit(c, 1, memory_order_relaxed) >
-	    SWAPCOPY_WINDOW) {
-		atomic_store_explicit(&s->written,
-				      atomic_load(&s->written) / 2,
-				      memory_order_relaxed);
-		atomic_store_explicit(&s->dropped,
-				      atomic_load(&s->dropped) / 2,
-				      memory_order_relaxed);
-	}
+	tally_count(c, &s->written, &s->dropped, SWAPCOPY_WINDOW);
 }
 
 /* A page installed with its copy was written (write-protect fault). */
