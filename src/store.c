@@ -1204,6 +1204,29 @@ static int obj_decode(struct store *st, const char *src, const struct obj *o,
 			    "the store");
 }
 
+/* Where the bytes of object o (not on the cluster) are in RAM: its
+ * probation slot or its RAM-tier segment; NULL when it is on disk.  Lock
+ * held: the buffer stays while it is. */
+static char *obj_in_ram(struct store *st, const struct obj *o)
+{
+	struct seg *s;
+
+	if (o->seg == SEG_PROBATION)
+		return probation_page(st->prob, o->off);
+	s = seg_of(st, o->seg);
+	return s->buf ? s->buf + o->off : NULL;
+}
+
+/* Decode object o from RAM (obj_in_ram) and count the read. */
+static int ram_decode(struct store *st, const char *src, const struct obj *o,
+		      uint64_t handle, void *page, size_t *packed)
+{
+	count(&st->reads_ram);
+	if (o->seg == SEG_PROBATION)
+		count(&st->reads_probation);
+	return obj_decode(st, src, o, handle, page, packed);
+}
+
 /* Decode a value fetched from copy `copy` on the cluster, logging why
  * one is not the object.  res: remote_item.res. */
 static int remote_decode(struct store *st, const struct obj *o,
@@ -1399,6 +1422,7 @@ static int get(struct store *st, uint64_t handle, void *page,
 	struct obj *o, copy;
 	struct seg_read sr;
 	struct seg *s;
+	const char *src;
 	int err;
 
 	do {
@@ -1415,28 +1439,16 @@ static int get(struct store *st, uint64_t handle, void *page,
 				*from_disk = true;
 			return get_remote(st, handle, copy, page, packed);
 		}
-		if (o->seg == SEG_PROBATION) {
-			err = obj_decode(st, probation_page(st->prob, o->off),
-					 o, handle, page, packed);
+		src = obj_in_ram(st, o);
+		if (src) {
+			/* Decoded in place; the read lock keeps the buffer. */
+			err = ram_decode(st, src, o, handle, page, packed);
 			unlock(st);
-			count(&st->reads_ram);
-			count(&st->reads_probation);
 			if (from_disk)
 				*from_disk = false;
 			return err;
 		}
 		s = seg_of(st, o->seg);
-		if (s->buf) {
-			/* RAM tier: decode in place; the read lock keeps
-			 * the buffer. */
-			err = obj_decode(st, s->buf + o->off, o, handle, page,
-					 packed);
-			unlock(st);
-			count(&st->reads_ram);
-			if (from_disk)
-				*from_disk = false;
-			return err;
-		}
 		copy = *o;
 		sr = (struct seg_read){ o->seg, s->epoch, s->used, s->slot,
 					UINT32_MAX, 0 };
@@ -1476,6 +1488,7 @@ static void ahead_span(struct store *st, const uint64_t *handles, unsigned n,
 	sr->slot = -1;
 	for (unsigned i = 0; i < n; i++) {
 		struct obj *o = obj_lookup(st, handles[i]);
+		const char *src;
 		struct seg *s;
 
 		res[i] = -EAGAIN;
@@ -1487,19 +1500,14 @@ static void ahead_span(struct store *st, const uint64_t *handles, unsigned n,
 			a[i] = (struct ahead_obj){ *o, 0, false, true };
 			continue;
 		}
-		s = o->seg == SEG_PROBATION ? NULL : seg_of(st, o->seg);
-		if (!s || s->buf) {
-			res[i] = obj_decode(st,
-					    s ? s->buf + o->off
-					      : probation_page(st->prob, o->off),
-					    o, handles[i],
+		src = obj_in_ram(st, o);
+		if (src) {
+			res[i] = ram_decode(st, src, o, handles[i],
 					    pages + (size_t)i * PAGE_SIZE,
 					    lens ? &lens[i] : NULL);
-			count(&st->reads_ram);
-			if (!s)
-				count(&st->reads_probation);
 			continue;
 		}
+		s = seg_of(st, o->seg);
 		if (sr->slot < 0)
 			*sr = (struct seg_read){ o->seg, s->epoch, s->used,
 						 s->slot, UINT32_MAX, 0 };
@@ -1827,7 +1835,7 @@ static int corrupt_disk(struct store *st, int slot, uint32_t off)
 int store_corrupt(struct store *st, uint64_t handle)
 {
 	struct obj *o;
-	struct seg *s;
+	char *p;
 	int err = 0, slot = -1;
 	uint32_t off = 0;
 
@@ -1839,15 +1847,11 @@ int store_corrupt(struct store *st, uint64_t handle)
 		err = -EINVAL;
 	} else if (o->seg == SEG_REMOTE) {
 		err = -EOPNOTSUPP;	/* tests tamper on the server */
-	} else if (o->seg == SEG_PROBATION) {
-		probation_page(st->prob, o->off)[0] ^= 0x5a;
+	} else if ((p = obj_in_ram(st, o))) {
+		p[0] ^= 0x5a;
 	} else {
-		s = seg_of(st, o->seg);
 		off = o->off;
-		if (s->buf)
-			s->buf[off] ^= 0x5a;
-		else
-			slot = s->slot;
+		slot = seg_of(st, o->seg)->slot;
 	}
 	unlock(st);
 	if (slot >= 0)

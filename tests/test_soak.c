@@ -298,6 +298,12 @@ START_TEST(soak)
 		      (st.faults[UPG_FAULT_SWAPIN_RAM] + st.faults[UPG_FAULT_SWAPIN_DISK]) > 0,
 		      "the soak did not exercise what it is for");
 	sampled_within(&smp, BUDGET);
+	/* What upager charged never passed the budget unless it said it
+	 * went over (a wait for the evictor timed out). */
+	ck_assert_msg(st.over_budget > 0 || st.managed_peak_bytes <= BUDGET,
+		      "charged %llu bytes of a %llu-byte budget, never over",
+		      (unsigned long long)st.managed_peak_bytes,
+		      (unsigned long long)BUDGET);
 	/* The process's RSS holds ASan's shadow and quarantine under a
 	 * sanitizer (RSS_GOVERNED), which grow with whatever was touched. */
 	if (RSS_GOVERNED)
